@@ -19,10 +19,16 @@ export function flagsWord(flags: MigrationFlags): string {
   return flagsName(flags).toLowerCase().replaceAll('_', '-').replaceAll('|', '+');
 }
 
+/** A device of `model` with `flags`; `extra` (",key=value...") overrides the test defaults. */
 export function makeDevice(model: ModelName, flags: MigrationFlags, extra = ''): SimDevice {
-  return createSimDevice(`${MODEL_SPECS[model]},flags=${flagsWord(flags)}${extra}`, {
-    id: `${model}0`,
-  });
+  const params = new Map<string, string>();
+  const items = `${MODEL_SPECS[model]},flags=${flagsWord(flags)}${extra}`.split(',').slice(1);
+  for (const item of items) {
+    const [key, value] = item.split('=');
+    if (key && value !== undefined) params.set(key, value);
+  }
+  const spec = [`sim:${model}`, ...[...params].map(([k, v]) => `${k}=${v}`)].join(',');
+  return createSimDevice(spec, { id: `${model}0` });
 }
 
 /** Every model with every legal flag set. */
