@@ -255,7 +255,18 @@ export async function startQemu(
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const qmp = await QmpClient.connect(qmpPath, Math.max(1000, deadline - Date.now()));
+    let qmp: QmpClient | undefined;
+    while (qmp === undefined) {
+      try {
+        qmp = await QmpClient.connect(qmpPath, Math.max(1000, deadline - Date.now()));
+      } catch (err) {
+        // The socket file appears at bind(), a moment before QEMU listens on it.
+        if ((err as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > deadline) {
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     const q = new QemuProcess(dir, proc, qmp, output, exited);
     options.t?.after(() => q.kill());
     return q;
