@@ -58,8 +58,8 @@ test('loadConfig refuses a blob of the wrong size, ids, version or read-only con
   await rejectsWith(dev.loadConfig(new Uint8Array(good.length + 1)), 'EINVAL', 'long');
   await rejectsWith(dev.loadConfig(mutate((b) => (b[0] = 0))), 'EINVAL', 'magic');
   await rejectsWith(dev.loadConfig(mutate((b) => (b[4] = 9))), 'EINVAL', 'version');
-  await rejectsWith(dev.loadConfig(mutate((b) => (b[8] ^= 1))), 'EINVAL', 'vendor id');
-  await rejectsWith(dev.loadConfig(mutate((b) => (b[16 + 0x0b] ^= 1))), 'EINVAL', 'class code');
+  await rejectsWith(dev.loadConfig(mutate((b) => (b[8]! ^= 1))), 'EINVAL', 'vendor id');
+  await rejectsWith(dev.loadConfig(mutate((b) => (b[16 + 0x0b]! ^= 1))), 'EINVAL', 'class code');
   await rejectsWith(makeDevice('gpu', 7).loadConfig(good), 'EINVAL', 'another model');
   await rejectsWith(makeDevice('mtty', 7).loadConfig(good), 'EINVAL', 'another model');
   await dev.loadConfig(good);
