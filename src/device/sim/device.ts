@@ -240,6 +240,14 @@ export class SimDevice implements VfioMigrationDevice {
     this.#dma.connectPeer(peer);
   }
 
+  /**
+   * The device initiates a peer-to-peer write into `peer`: refused (Error) in the
+   * P2P-quiesced states, STOP*, RESUMING and ERROR (vfio-uapi.md §2).
+   */
+  initiatePeerWrite(peer: P2pPeer, offset: number, data: Uint8Array): void {
+    this.#dma.peerWrite(this.#state, peer, offset, data);
+  }
+
   /** A guest write into the emulated config space (header, then MSI-X table at 256). */
   configWrite(offset: number, bytes: Uint8Array): void {
     this.#checkOpen('config write');

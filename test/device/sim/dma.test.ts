@@ -312,3 +312,23 @@ test('mtty: logging ops are no-ops that succeed; logging=off answers ENOTTY', as
   await rejectsWith(off.dmaLogging.stop(), 'ENOTTY');
   await rejectsWith(off.dmaLogging.report(0n, 4096n, 4096n, bitmap), 'ENOTTY');
 });
+
+test('P2P seam: a device initiates peer writes only outside the P2P-quiesced states', async () => {
+  const received: number[] = [];
+  const peer = { id: 'gpu1', p2pWrite: (offset: number) => void received.push(offset) };
+  const dev = makeDevice('nic', 7);
+  dev.connectPeer(peer);
+  for (const [state, allowed] of [
+    [MigState.RUNNING, true],
+    [MigState.RUNNING_P2P, false],
+    [MigState.PRE_COPY_P2P, false],
+    [MigState.PRE_COPY, true],
+    [MigState.STOP_COPY, false],
+  ] as const) {
+    await dev.setState(state);
+    const write = (): void => dev.initiatePeerWrite(peer, state, new Uint8Array(4));
+    if (allowed) write();
+    else assert.throws(write, /P2P DMA/, `state ${state}`);
+  }
+  assert.deepEqual(received, [MigState.RUNNING, MigState.PRE_COPY]);
+});

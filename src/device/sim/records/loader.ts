@@ -34,6 +34,8 @@ export class RecordLoader implements ResumingStream {
   /** Header, seq and fields of the record being parsed (at most 16 + 4 + 24 bytes). */
   readonly #scratch = new Uint8Array(64);
   readonly #dv = new DataView(this.#scratch.buffer);
+  /** Seq and fields of the current record, kept for when its crc has been checked. */
+  readonly #fields = new Uint8Array(64);
   #phase: Phase = 'header';
   #need = RECORD_HEADER_SIZE;
   #have = 0;
@@ -193,11 +195,8 @@ export class RecordLoader implements ResumingStream {
     }
   }
 
-  /** Seq and fields of the current record, kept for when its crc has been checked. */
-  readonly #fields = new Uint8Array(64);
-
   #checkImage(offset: bigint, len: number, seq: number): void {
-    const { chunkSize, size } = { chunkSize: this.#state.chunkSize, size: this.#state.size };
+    const { chunkSize, size } = this.#state;
     if (
       len <= 0 ||
       len % chunkSize !== 0 ||
