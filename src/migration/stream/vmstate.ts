@@ -21,8 +21,9 @@ export function putSubsectionHeader(w: QEMUFileWriter, name: string, versionId: 
   w.putBe32(versionId);
 }
 
-/** Whether a subsection follows (peeks one byte). */
+/** Whether a subsection follows (peeks one byte; the end of the stream is left to the caller). */
 export async function subsectionFollows(r: QEMUFileReader): Promise<boolean> {
+  if (await r.atEnd()) return false;
   return (await r.peekU8('subsection marker')) === QEMU_VM_SUBSECTION;
 }
 
