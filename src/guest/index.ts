@@ -1,0 +1,10 @@
+export * from './runstate.ts';
+export * from './vm-change-state.ts';
+export * from './run-control.ts';
+export * from './workload.ts';
+export * from './prng.ts';
+export * from './page-writer.ts';
+export * from './token-bucket.ts';
+export * from './vcpus.ts';
+export * from './populate.ts';
+export { spawnSiblingWorker } from './spawn-worker.ts';
