@@ -75,6 +75,8 @@ export class Vcpus implements VcpuPauser {
   #runningSince: number | undefined;
   #runningMs = 0;
   #destroyed = false;
+  /** While `create` waits, a crash is reported by its rejection, not as a warning. */
+  #starting = true;
 
   private constructor(memory: GuestMemory, options: VcpusOptions) {
     const { count } = options;
@@ -138,6 +140,7 @@ export class Vcpus implements VcpuPauser {
         cause: crash.error,
       });
     }
+    vcpus.#starting = false;
     return vcpus;
   }
 
@@ -253,7 +256,7 @@ export class Vcpus implements VcpuPauser {
     this.#crashes.push({ index, error });
     Atomics.store(this.#acks, index, ACK_DEAD);
     Atomics.notify(this.#acks, index);
-    if (this.#crashListeners.length === 0) {
+    if (this.#crashListeners.length === 0 && !this.#starting) {
       process.emitWarning(`vCPU ${index} crashed: ${error.message}`, { code: 'VCPU_CRASH' });
     }
     for (const listener of [...this.#crashListeners]) listener(index, error);
