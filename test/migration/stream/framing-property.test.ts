@@ -189,7 +189,8 @@ test('property: random frame sequences round-trip under random chunking', async 
 
 /** Runs `fn` and reports the largest Buffer.allocUnsafe() it made. */
 async function largestAllocation(fn: () => Promise<unknown>): Promise<number> {
-  const original = Buffer.allocUnsafe;
+  const descriptor = Object.getOwnPropertyDescriptor(Buffer, 'allocUnsafe')!;
+  const original = Buffer.allocUnsafe.bind(Buffer);
   let largest = 0;
   Buffer.allocUnsafe = ((n: number) => {
     largest = Math.max(largest, n);
@@ -198,7 +199,7 @@ async function largestAllocation(fn: () => Promise<unknown>): Promise<number> {
   try {
     await fn();
   } finally {
-    Buffer.allocUnsafe = original;
+    Object.defineProperty(Buffer, 'allocUnsafe', descriptor);
   }
   return largest;
 }
