@@ -27,8 +27,8 @@ const UNSUPPORTED = ['exec', 'fd', 'rdma', 'vsock', 'channels'];
 
 export function parseMigrationUri(uri: string): MigrationUri {
   const colon = uri.indexOf(':');
-  if (colon < 0) throw new MigrationUriError(uri, 'expected tcp:, unix: or file:');
-  const scheme = uri.slice(0, colon);
+  const scheme = uri.slice(0, Math.max(colon, 0));
+  if (!/^[a-z]+$/.test(scheme)) throw new MigrationUriError(uri, 'expected tcp:, unix: or file:');
   const rest = uri.slice(colon + 1);
   switch (scheme) {
     case 'tcp':
