@@ -319,7 +319,7 @@ export class QEMUFileReader {
     while (done < n) {
       const c = this.chunks[this.head]!;
       const len = Math.min(c.length - this.pos, n - done);
-      dst.set(c.subarray(this.pos, this.pos + len), at + done);
+      c.copy(dst, at + done, this.pos, this.pos + len); // no view object per copy
       done += len;
       this.advance(len);
     }
