@@ -192,10 +192,10 @@ async function largestAllocation(fn: () => Promise<unknown>): Promise<number> {
   const descriptor = Object.getOwnPropertyDescriptor(Buffer, 'allocUnsafe')!;
   const original = Buffer.allocUnsafe.bind(Buffer);
   let largest = 0;
-  Buffer.allocUnsafe = ((n: number) => {
+  Buffer.allocUnsafe = (n: number) => {
     largest = Math.max(largest, n);
     return original(n);
-  });
+  };
   try {
     await fn();
   } finally {
