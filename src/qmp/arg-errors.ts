@@ -80,11 +80,20 @@ function describeUnion(
   return describeIssue(deepest, [...path, ...deepest.path]);
 }
 
+/** Issues raised on a member that is absent (JSON has no `undefined`, so absent it is). */
+const MISSING_CODES: ReadonlySet<string> = new Set([
+  'invalid_type',
+  'invalid_value',
+  'invalid_union',
+]);
+
 function describeIssue(issue: Issue, path: readonly PropertyKey[]): string {
   const name = formatArgumentPath(path);
+  if (issue.input === undefined && MISSING_CODES.has(issue.code)) {
+    return `Parameter '${name}' is missing`;
+  }
   switch (issue.code) {
     case 'invalid_type':
-      if (issue.input === undefined) return `Parameter '${name}' is missing`;
       return `Invalid parameter type for '${name}', expected: ${qapiTypeName(issue.expected)}`;
     case 'unrecognized_keys':
       return `Parameter '${formatArgumentPath([...path, issue.keys[0] ?? ''])}' is unexpected`;

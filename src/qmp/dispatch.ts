@@ -35,10 +35,16 @@ export function requestId(value: JsonObject): QmpId {
   return Object.hasOwn(value, 'id') ? value.id : undefined;
 }
 
-/** qmp_dispatch_check_obj(): members are checked in the order the client sent them. */
+/**
+ * qmp_dispatch_check_obj(). QEMU visits members in its hash-table order, which puts
+ * `exec-oob` before `execute`; other members are checked in the order the client sent them.
+ */
 export function checkRequest(value: JsonObject, allowOob: boolean): QmpRequest {
   let execKey: string | undefined;
-  for (const [key, member] of Object.entries(value)) {
+  const members = Object.entries(value);
+  const oobAt = members.findIndex(([key]) => key === 'exec-oob');
+  if (oobAt > 0) members.unshift(...members.splice(oobAt, 1));
+  for (const [key, member] of members) {
     if (key === 'execute' || (key === 'exec-oob' && allowOob)) {
       if (typeof member !== 'string') {
         throw genericError(`QMP input member '${key}' must be a string`);
