@@ -45,20 +45,21 @@ export function putFileHeader(w: QEMUFileWriter): void {
 }
 
 export async function readFileHeader(r: QEMUFileReader): Promise<void> {
+  const at = r.offset;
   const magic = await r.getBe32('file magic');
   if (magic !== QEMU_VM_FILE_MAGIC) {
     throw badInput(
-      0,
+      at,
       'file magic',
       `0x${hex32(magic)} is not QEVM (0x${hex32(QEMU_VM_FILE_MAGIC)})`,
     );
   }
   const version = await r.getBe32('file version');
   if (version === QEMU_VM_FILE_VERSION_COMPAT) {
-    throw badInput(4, 'file version', 'version 2 is obsolete and no longer supported');
+    throw badInput(at + 4, 'file version', 'version 2 is obsolete and no longer supported');
   }
   if (version !== QEMU_VM_FILE_VERSION) {
-    throw badInput(4, 'file version', `unsupported version ${version}`);
+    throw badInput(at + 4, 'file version', `unsupported version ${version}`);
   }
 }
 
