@@ -1,7 +1,8 @@
 /** Reading and writing whole device streams through a data fd, for the checks. */
-import { isVfioError } from '../uapi/index.ts';
-import type { DataFd } from '../device/device.ts';
-import { CheckFailure } from './check.ts';
+import { MigState, VFIO_MIGRATION_PRE_COPY, isVfioError } from '../uapi/index.ts';
+import type { DataFd, VfioMigrationDevice } from '../device/device.ts';
+import { CheckFailure, expect } from './check.ts';
+import { setOk, setWithFd } from './expect.ts';
 
 export interface DrainResult {
   bytes: Uint8Array[];
@@ -64,4 +65,20 @@ export async function writeChunked(
     }
     at += len;
   }
+}
+
+/** Saves a whole device state the way QEMU does: pre-copy first when the device has it. */
+export async function saveState(dev: VfioMigrationDevice, flags: number): Promise<Uint8Array> {
+  const limit = 16 * (await dev.stopCopySize()) + (16 << 20);
+  const parts: Uint8Array[] = [];
+  if (flags & VFIO_MIGRATION_PRE_COPY) {
+    const fd = await setWithFd(dev, MigState.PRE_COPY);
+    parts.push(...(await drain(fd, limit)).bytes);
+    expect((await setOk(dev, MigState.STOP_COPY)) === null, 'PRE_COPY -> STOP_COPY opened an fd');
+    parts.push(...(await drain(fd, limit)).bytes);
+  } else {
+    const fd = await setWithFd(dev, MigState.STOP_COPY);
+    parts.push(...(await drain(fd, limit)).bytes);
+  }
+  return concat(parts);
 }

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { registerConformance } from './conformance.ts';
 import { registerUapi } from './uapi.ts';
 
 /** Every subcommand, in the order `--help` lists them. */
 export function registerCommands(program: Command): void {
   registerUapi(program);
+  registerConformance(program);
 }

@@ -1,26 +1,10 @@
 /** Resuming sessions: a saved state loads exactly; damaged streams are refused (§6.3). */
-import { MigState, VFIO_MIGRATION_PRE_COPY, isVfioError, stateName } from '../../uapi/index.ts';
+import { MigState, isVfioError, stateName } from '../../uapi/index.ts';
 import type { VfioMigrationDevice } from '../../device/device.ts';
 import type { CheckContext, ConformanceCheck } from '../check.ts';
 import { CheckFailure, expect } from '../check.ts';
 import { expectErrno, expectOk, expectState, setOk, setWithFd } from '../expect.ts';
-import { concat, drain, writeChunked } from '../stream.ts';
-
-/** Saves a whole device state the way QEMU does: pre-copy first when the device has it. */
-async function saveState(dev: VfioMigrationDevice, flags: number): Promise<Uint8Array> {
-  const limit = 16 * (await dev.stopCopySize()) + (16 << 20);
-  const parts: Uint8Array[] = [];
-  if (flags & VFIO_MIGRATION_PRE_COPY) {
-    const fd = await setWithFd(dev, MigState.PRE_COPY);
-    parts.push(...(await drain(fd, limit)).bytes);
-    expect((await setOk(dev, MigState.STOP_COPY)) === null, 'PRE_COPY -> STOP_COPY opened an fd');
-    parts.push(...(await drain(fd, limit)).bytes);
-  } else {
-    const fd = await setWithFd(dev, MigState.STOP_COPY);
-    parts.push(...(await drain(fd, limit)).bytes);
-  }
-  return concat(parts);
-}
+import { concat, saveState, writeChunked } from '../stream.ts';
 
 /**
  * Writes `data` into a fresh device and asks for RESUMING -> STOP. Returns the errno that

@@ -11,7 +11,7 @@ import type { ConformanceCheck } from '../check.ts';
 import { CheckFailure, expect } from '../check.ts';
 import { expectErrno, expectOk, expectState, within } from '../expect.ts';
 import { reach } from '../reach.ts';
-import { drain } from '../stream.ts';
+import { drain, saveState, writeChunked } from '../stream.ts';
 
 const BLOCKED_ARC_TIMEOUT_MS = 2000;
 
@@ -21,11 +21,15 @@ export const transitionChecks: ConformanceCheck[] = [
     title: 'SET from every settable state to each of the 8 states does what the kernel table says',
     spec: 'vfio-uapi.md §4.1–§4.4',
     async run(ctx) {
+      // Leaving RESUMING validates what was written, so those paths need a real state.
+      const saved = await saveState(await ctx.device(), ctx.flags);
       const dev = await ctx.device();
       for (const from of settableStates(ctx.flags)) {
         for (const to of ALL_STATES) {
           await expectOk(() => dev.reset(), 'VFIO_DEVICE_RESET');
-          await reach(dev, from);
+          const { fd: opened } = await reach(dev, from);
+          if (from === MigState.RESUMING && opened)
+            await writeChunked(opened, saved, () => ctx.random());
           const want = setOutcome(from, to, ctx.flags);
           const what = `SET ${stateName(to)} from ${stateName(from)}`;
           if ('errno' in want) {

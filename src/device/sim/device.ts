@@ -15,15 +15,13 @@ import {
   MigState,
   spinsOnUnfixedKernel,
   stateName,
-  validateLoggingReport,
-  validateLoggingStart,
 } from '../../uapi/index.ts';
 import type { IovaRange, MigrationFlags } from '../../uapi/index.ts';
 import { PciConfigSpace } from './config-space.ts';
 import { SimDataFd } from './data-fd.ts';
 import { DmaEngine } from './dma.ts';
 import type { P2pPeer } from './dma.ts';
-import { checkReportBitmap, DEFAULT_DMA_LOG_LIMITS, DmaDirtyLog } from './dma-log.ts';
+import { DEFAULT_DMA_LOG_LIMITS, DmaDirtyLog } from './dma-log.ts';
 import type { DmaLogLimits } from './dma-log.ts';
 import { SimFaults } from './faults.ts';
 import type { ResumingStream, SavingStream, SimModel } from './model.ts';
@@ -373,35 +371,26 @@ class SimDmaLogging implements DmaLogging {
   }
 
   start(ranges: readonly IovaRange[], pageSize: bigint): Promise<bigint> {
-    return this.#call('DMA_LOGGING_START', true, (tracking) => {
-      if (tracking) return this.#log.start(ranges, pageSize);
-      validateLoggingStart(ranges, pageSize);
-      return pageSize;
-    });
+    return this.#call('DMA_LOGGING_START', true, () => this.#log.start(ranges, pageSize));
   }
 
   stop(): Promise<void> {
-    return this.#call('DMA_LOGGING_STOP', true, (tracking) => {
-      if (tracking) this.#log.stop();
-    });
+    return this.#call('DMA_LOGGING_STOP', true, () => this.#log.stop());
   }
 
   report(iova: bigint, length: bigint, pageSize: bigint, bitmap: Uint8Array): Promise<void> {
-    return this.#call('DMA_LOGGING_REPORT', true, (tracking) => {
-      if (tracking) return this.#log.report(iova, length, pageSize, bitmap);
-      validateLoggingReport(iova, length, pageSize);
-      checkReportBitmap(length, pageSize, bitmap);
-    });
+    return this.#call('DMA_LOGGING_REPORT', true, () =>
+      this.#log.report(iova, length, pageSize, bitmap),
+    );
   }
 
-  #call<T>(what: string, needsOps: boolean, op: (tracking: boolean) => T): Promise<T> {
+  #call<T>(what: string, needsOps: boolean, op: () => T): Promise<T> {
     return Promise.resolve().then(() => {
       this.#dev.checkLoggingOpen(what);
-      const mode = this.#dev.model.dmaLogging;
-      if (needsOps && mode === 'absent') {
+      if (needsOps && this.#dev.model.dmaLogging === 'absent') {
         fail('ENOTTY', `${what}: device ${this.#dev.id} has no DMA logging`);
       }
-      return op(mode === 'tracking');
+      return op();
     });
   }
 }

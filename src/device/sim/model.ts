@@ -36,8 +36,6 @@ export interface ResumingStream {
 export type DmaLoggingMode =
   /** a real tracker: DMA writes are logged at the chosen granule */
   | 'tracking'
-  /** like mtty: the ops exist and succeed, but the device does no DMA */
-  | 'noop'
   /** no logging ops: ENOTTY */
   | 'absent';
 

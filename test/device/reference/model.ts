@@ -51,13 +51,14 @@ export class ReferenceDevice {
   state = 'RUNNING';
   readonly sessions: RefSession[] = [];
   logging = false;
+  readonly flags: number;
+  /** Length of the valid stream the test writes into resuming sessions. */
+  readonly streamLength: number;
   private readonly paths: Record<string, Record<string, string | { path: string[] }>>;
 
-  constructor(
-    readonly flags: number,
-    /** Length of the valid stream the test writes into resuming sessions. */
-    readonly streamLength: number,
-  ) {
+  constructor(flags: number, streamLength: number) {
+    this.flags = flags;
+    this.streamLength = streamLength;
     this.paths = derivedFor(flags).full_paths;
   }
 

@@ -1,7 +1,7 @@
 /**
  * Device DMA and DMA dirty logging (vfio-uapi.md §7): writes land in the attached memory, the
  * log reports exactly the written granules at any report page size, REPORT is read-and-clear
- * and only ORs bits, START/REPORT errno cases, granule clamping, range merging, mtty no-ops.
+ * and only ORs bits, START/REPORT errno cases, granule clamping, range merging, mtty's clean tracker.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -295,16 +295,21 @@ test('DMA_LOGGING_REPORT errno cases', async () => {
   await dev.dmaLogging.report(0n, 1n << 20n, 4096n, new Uint8Array(32));
 });
 
-test('mtty: logging ops are no-ops that succeed; logging=off answers ENOTTY', async () => {
+test('mtty: logging refuses misuse like any device and reports clean; logging=off is ENOTTY', async () => {
   const mtty = makeDevice('mtty', 7);
   assert.equal(await mtty.dmaLogging.probe(), true);
-  assert.equal(await mtty.dmaLogging.start(RANGES, 4096n), 4096n);
-  assert.equal(await mtty.dmaLogging.start(RANGES, 4096n), 4096n, 'no started state to refuse');
   const bitmap = new Uint8Array(32);
+  await rejectsWith(mtty.dmaLogging.report(0n, 1n << 20n, 4096n, bitmap), 'EINVAL', 'not started');
+  assert.equal(await mtty.dmaLogging.start(RANGES, 4096n), 4096n);
+  await rejectsWith(mtty.dmaLogging.start(RANGES, 4096n), 'EINVAL', 'a second START');
+  mtty.advance(1000);
   await mtty.dmaLogging.report(0n, 1n << 20n, 4096n, bitmap);
-  assert.ok(bitmap.every((b) => b === 0));
+  assert.ok(
+    bitmap.every((b) => b === 0),
+    'mtty does no DMA',
+  );
   await mtty.dmaLogging.stop();
-  await rejectsWith(mtty.dmaLogging.start([], 4096n), 'EINVAL', 'core checks still apply');
+  await rejectsWith(mtty.dmaLogging.start([], 4096n), 'EINVAL', 'core checks apply');
 
   const off = createSimDevice('sim:gpu,state-size=1M,logging=off');
   assert.equal(await off.dmaLogging.probe(), false);

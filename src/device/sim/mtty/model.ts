@@ -38,7 +38,12 @@ export interface MttyModelOptions {
 export class MttyModel implements SimModel {
   readonly kind = 'mtty';
   readonly pciIds = MTTY_PCI_IDS;
-  readonly dmaLogging = 'noop' as const;
+  /**
+   * The kernel sample's log ops are no-ops that accept anything, even a second START. The
+   * uAPI asks a driver to refuse that (vfio-uapi.md §7), so this mtty keeps a real tracker:
+   * misuse is refused like on any device, and since mtty does no DMA every report is clean.
+   */
+  readonly dmaLogging = 'tracking' as const;
   readonly nrPorts: number;
   /** `mdev_state->s[]`: the ports back to back. */
   readonly ports: Uint8Array;
