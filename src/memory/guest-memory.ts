@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { DmaMemory } from '../device/device.ts';
+import { DirtyLogListeners } from './dirty-log-listeners.ts';
 import { type Layout, type RamMappingSpec, flatLayout, pcLayout } from './layout.ts';
 import { hex, isPageAligned } from './page.ts';
 import { RamBlock, type RamBlockOptions, type SharedRamBlock } from './ram-block.ts';
@@ -38,6 +39,8 @@ export class GuestMemory implements DmaMemory {
   /** `DmaMemory.regions`: the mappings as IOVA windows (no vIOMMU: IOVA = GPA). */
   readonly regions: readonly { iova: number; length: number }[];
   readonly #observers: DmaWriteObserver[] = [];
+  /** Device and IOMMU dirty trackers, driven by RAM migration (qemu-migration.md §3.5). */
+  readonly dirtyLogListeners = new DirtyLogListeners();
 
   constructor(blocks: readonly RamBlock[], mappings: readonly RamMappingSpec[]) {
     const byId = new Map<string, RamBlock>();
@@ -154,6 +157,17 @@ export class GuestMemory implements DmaMemory {
     let fresh = 0;
     for (const b of this.blocks) fresh += b.syncDirtyBitmap();
     return fresh;
+  }
+
+  /**
+   * `memory_global_dirty_log_sync` then `migration_bitmap_sync`: the device/IOMMU trackers
+   * mark what they saw, then the vCPU log is moved in. Returns the newly dirty page count.
+   */
+  async syncAllDirtyLogs(final: boolean): Promise<number> {
+    const before = this.dirtyCount;
+    await this.dirtyLogListeners.sync(final);
+    const fromDevices = this.dirtyCount - before;
+    return fromDevices + this.syncDirtyBitmap();
   }
 
   /** Dirty pages in the migration bitmaps of all blocks. */

@@ -5,3 +5,4 @@ export * from './dirty-log.ts';
 export * from './ram-block.ts';
 export * from './layout.ts';
 export * from './guest-memory.ts';
+export * from './dirty-log-listeners.ts';
