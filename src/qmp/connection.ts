@@ -72,7 +72,10 @@ export class QmpConnection {
       }
     });
     socket.on('end', () => {
+      // No more requests can come: handlers waiting on the client stop (ctx.signal), and
+      // what is queued is still answered, for clients that only half-closed.
       this.#inputEnded = true;
+      this.#abort.abort(new Error(`QMP client ${info.peer} closed its side`));
       this.#endIfDone();
     });
     socket.on('error', (err) => {
@@ -191,7 +194,9 @@ export class QmpConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
-    this.#abort.abort(new Error(`QMP client ${this.info.peer} disconnected`));
+    if (!this.#abort.signal.aborted) {
+      this.#abort.abort(new Error(`QMP client ${this.info.peer} disconnected`));
+    }
     this.#options.onClose(this, this.#closeReason);
   }
 }

@@ -29,7 +29,7 @@ export interface QmpCommandContext {
   readonly client: QmpConnectionInfo;
   /** Changed only by the built-in qmp_capabilities. */
   readonly session: QmpSession;
-  /** Aborted when the client goes away, for handlers that wait. */
+  /** Aborted when the client can send no more (closed, or half-closed), for handlers that wait. */
   readonly signal: AbortSignal;
   /** True when the command came as `exec-oob`. */
   readonly outOfBand: boolean;
