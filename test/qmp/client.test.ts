@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { QmpClient, QmpConnectionError, QmpTimeoutError } from '../../src/qmp/client.ts';
 import { QmpError } from '../../src/qmp/errors.ts';
 import { QmpServer } from '../../src/qmp/server.ts';
+import type { QmpEvent } from '../../src/qmp/wire.ts';
 import { sleep, tempDir } from './raw-client.ts';
 
 async function setup(
@@ -142,7 +143,10 @@ test('events(): a reader that falls behind fails instead of growing without boun
   const it = qmp.events();
   for (let n = 0; n < 20; n++) server.emit('E', { n });
   await qmp.execute('echo', { value: 0 });
-  for (let n = 0; n < 10; n++) assert.equal((await it.next()).value?.data?.n, n);
+  for (let n = 0; n < 10; n++) {
+    const next: IteratorResult<QmpEvent> = await it.next();
+    assert.equal(next.done ? undefined : next.value.data?.n, n);
+  }
   await assert.rejects(it.next(), /fell behind \(10 unread\)/);
 });
 
@@ -183,7 +187,7 @@ test('connect failures: no socket, no greeting in time, not a QMP server', async
     return true;
   });
 
-  const listen = async (onConnect: (s: import('node:net').Socket) => void): Promise<Server> => {
+  const listen = async (onConnect: (s: Socket) => void): Promise<Server> => {
     const srv = createServer(onConnect);
     await new Promise<void>((resolve) => srv.listen({ host: '127.0.0.1', port: 0 }, resolve));
     t.after(
@@ -194,7 +198,7 @@ test('connect failures: no socket, no greeting in time, not a QMP server', async
     );
     return srv;
   };
-  const sockets: import('node:net').Socket[] = [];
+  const sockets: Socket[] = [];
   t.after(() => sockets.forEach((s) => s.destroy()));
   const silent = await listen((s) => sockets.push(s));
   const silentPort = (silent.address() as { port: number }).port;
