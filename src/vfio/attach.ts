@@ -1,0 +1,168 @@
+/**
+ * The entry point a VM's composition root calls: `attachVfioDevices` realizes every VFIO
+ * device into the VM's savevm registry, run control, migration notifiers, blockers and guest
+ * memory, and returns the `VfioDeviceSet` that owns them: the shared byte counter, the "vfio"
+ * dirty-log listener, the VM-wide multiple-devices blocker, the state log order.
+ */
+import type { VfioMigrationDevice } from '../device/device.ts';
+import type { VmRunControl } from '../guest/index.ts';
+import type { GuestMemory } from '../memory/index.ts';
+import type { MigrationBlockers } from '../migration/blockers.ts';
+import type { MigrationNotifiers } from '../migration/notifiers.ts';
+import type { SaveVMRegistry } from '../migration/savevm/registry.ts';
+import { MultipleDevicesBlocker } from './blockers.ts';
+import { VfioDirtyTracking } from './dirty-tracking.ts';
+import type { VfioEnvironment, VfioListeners } from './events.ts';
+import { PciSlotAllocator } from './id-path.ts';
+import type { VFIOMigration } from './migration.ts';
+import { VfioPciDevice } from './pci-device.ts';
+import type { VfioHost } from './pci-device.ts';
+import { parseVfioPciProperties } from './properties.ts';
+import type { VfioPciProperties, VfioPciPropertyInput } from './properties.ts';
+import { VfioMigrationStats } from './stats.ts';
+
+/** One `-device vfio-pci,...`: the backend, its guest PCI address and properties. */
+export interface VfioDeviceConfig {
+  readonly device: VfioMigrationDevice;
+  /** Guest PCI path such as "0000:00:05.0"; default: the next free root-bus slot from 05.0. */
+  readonly addr?: string;
+  /** vfio-pci migration properties: text, an object (e.g. a VM config entry), or parsed. */
+  readonly properties?:
+    string | VfioPciProperties | Readonly<Record<string, VfioPciPropertyInput | undefined>>;
+}
+
+export interface AttachVfioOptions {
+  readonly registry: SaveVMRegistry;
+  readonly runControl: VmRunControl;
+  readonly memory: GuestMemory;
+  readonly notifiers: MigrationNotifiers;
+  readonly blockers: MigrationBlockers;
+  readonly devices?: readonly VfioDeviceConfig[];
+  /** The current migration status (`query-migrate`'s), for the state log; none if omitted. */
+  readonly migrationStatus?: () => string | undefined;
+  readonly listeners?: VfioListeners;
+}
+
+export class VfioDeviceSet {
+  readonly stats = new VfioMigrationStats();
+  readonly dirtyTracking: VfioDirtyTracking;
+  readonly multipleDevices: MultipleDevicesBlocker;
+  readonly #devices: VfioPciDevice[] = [];
+  readonly #slots = new PciSlotAllocator();
+  readonly #host: VfioHost;
+  readonly #detach: (() => void)[] = [];
+
+  constructor(opts: AttachVfioOptions) {
+    let seq = 0;
+    const listeners = opts.listeners ?? {};
+    const env: VfioEnvironment = {
+      runState: () => opts.runControl.runState,
+      migrationStatus: opts.migrationStatus ?? (() => undefined),
+      nextSeq: () => seq++,
+      listeners,
+    };
+    this.multipleDevices = new MultipleDevicesBlocker(opts.blockers);
+    this.#host = {
+      registry: opts.registry,
+      runControl: opts.runControl,
+      notifiers: opts.notifiers,
+      blockers: opts.blockers,
+      env,
+      stats: this.stats,
+      multipleDevices: this.multipleDevices,
+      migrations: () => this.migrations(),
+    };
+    this.dirtyTracking = new VfioDirtyTracking(
+      opts.memory,
+      () => this.#devices.map((d) => d.migration),
+      listeners,
+    );
+    this.#detach.push(opts.memory.dirtyLogListeners.add(this.dirtyTracking));
+    // `migrate_init` resets the VFIO byte counter when a migration starts.
+    this.#detach.push(
+      opts.notifiers.add((event) => {
+        if (event === 'precopy-setup') this.stats.reset();
+      }),
+    );
+  }
+
+  get devices(): readonly VfioPciDevice[] {
+    return this.#devices;
+  }
+
+  /** Every device's migration object (devices whose migration was initialized). */
+  migrations(): VFIOMigration[] {
+    return this.#devices.flatMap((d) => (d.migration === null ? [] : [d.migration]));
+  }
+
+  find(id: string): VfioPciDevice | undefined {
+    return this.#devices.find((d) => d.name === id);
+  }
+
+  /**
+   * `vfio_mig_active`: `query-migrate` shows `vfio` only when there is a device and none is
+   * blocked or without migration.
+   */
+  get migrationActive(): boolean {
+    return (
+      this.#devices.length > 0 &&
+      this.#devices.every((d) => d.migration !== null && d.blocker === null)
+    );
+  }
+
+  /** Realizes one device (hotplug). Throws VfioRealizeError for `enable-migration=on` failures. */
+  async add(config: VfioDeviceConfig): Promise<VfioPciDevice> {
+    const id = config.device.id;
+    if (this.find(id) !== undefined) throw new Error(`a VFIO device with id "${id}" exists`);
+    const path =
+      config.addr === undefined ? this.#slots.allocate() : this.#slots.claim(config.addr);
+    const properties = resolveProperties(config.properties);
+    const dev = new VfioPciDevice(config.device, path, properties, this.#host);
+    this.#devices.push(dev);
+    try {
+      await dev.realize();
+    } catch (err) {
+      this.#forget(dev);
+      throw err;
+    }
+    return dev;
+  }
+
+  /** Unplugs a device: its entry, handlers and blockers go; the VM-wide blocker is re-checked. */
+  remove(dev: VfioPciDevice): void {
+    if (!this.#devices.includes(dev)) return;
+    this.#forget(dev);
+    dev.exit();
+  }
+
+  /** Removes every device and this set's listeners from the VM. */
+  detach(): void {
+    for (const dev of [...this.#devices].reverse()) this.remove(dev);
+    for (const undo of this.#detach.splice(0)) undo();
+  }
+
+  #forget(dev: VfioPciDevice): void {
+    this.#devices.splice(this.#devices.indexOf(dev), 1);
+    this.#slots.release(dev.path);
+  }
+}
+
+function resolveProperties(p: VfioDeviceConfig['properties']): VfioPciProperties {
+  if (p === undefined || typeof p === 'string') return parseVfioPciProperties(p);
+  return parseVfioPciProperties(p as Readonly<Record<string, VfioPciPropertyInput | undefined>>);
+}
+
+/**
+ * Realizes `opts.devices` in order into one VFIO device set. If a device fails to realize,
+ * the ones already realized are removed again and the error is thrown.
+ */
+export async function attachVfioDevices(opts: AttachVfioOptions): Promise<VfioDeviceSet> {
+  const set = new VfioDeviceSet(opts);
+  try {
+    for (const config of opts.devices ?? []) await set.add(config);
+  } catch (err) {
+    set.detach();
+    throw err;
+  }
+  return set;
+}

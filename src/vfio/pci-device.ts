@@ -1,0 +1,182 @@
+/**
+ * A vfio-pci device's migration side from realize to unplug: `vfio_migration_realize`,
+ * `vfio_migration_init` and `vfio_migration_exit` (qemu-migration.md §1.2, §3.4;
+ * vfio-uapi.md §10 "Setup").
+ *
+ * Realize: `enable-migration=off` blocks. Otherwise GET MIGRATION (ENOTTY: the device does not
+ * support migration), STOP_COPY required, PROBE DMA_LOGGING_START; then the savevm entry
+ * `"<PCI path>/vfio"` (instance auto, version 1), the VM-state handler (with `prepare` only for
+ * P2P devices) and the migration notifier. After that: no usable dirty tracking blocks in
+ * `auto` (the migration stays set up, as in QEMU) and only warns in `on`; then the
+ * multiple-devices rule. With `enable-migration=on` every blocker is a realize error instead.
+ */
+import type { VfioMigrationDevice } from '../device/device.ts';
+import type { VmChangeStateEntry, VmRunControl } from '../guest/index.ts';
+import type { MigrationBlockers } from '../migration/blockers.ts';
+import type { MigrationNotifiers } from '../migration/notifiers.ts';
+import type { SaveStateEntry, SaveVMRegistry } from '../migration/savevm/registry.ts';
+import { Errno, VFIO_MIGRATION_STOP_COPY, isVfioError } from '../uapi/index.ts';
+import type { MigrationFlags } from '../uapi/index.ts';
+import { blockMigration, vfioBlockerMessages } from './blockers.ts';
+import type { MultipleDevicesBlocker } from './blockers.ts';
+import { deviceDirtyTrackingUsable } from './dirty-tracking.ts';
+import type { VfioEnvironment } from './events.ts';
+import { parsePciAddress, pciDepth, peripheralQomPath, vfioSavevmIdstr } from './id-path.ts';
+import { VFIOMigration, vfioSaveVMHandlers } from './migration.ts';
+import { addVfioMigrationNotifier } from './notifier.ts';
+import type { VfioPciProperties } from './properties.ts';
+import type { VfioMigrationStats } from './stats.ts';
+import { addVfioVmStateHandler } from './vm-state.ts';
+
+/** The VM a device is realized into. */
+export interface VfioHost {
+  readonly registry: SaveVMRegistry;
+  readonly runControl: VmRunControl;
+  readonly notifiers: MigrationNotifiers;
+  readonly blockers: MigrationBlockers;
+  readonly env: VfioEnvironment;
+  readonly stats: VfioMigrationStats;
+  readonly multipleDevices: MultipleDevicesBlocker;
+  /** Every device's migration, this one's included once it exists. */
+  migrations(): readonly VFIOMigration[];
+}
+
+export class VfioPciDevice {
+  readonly device: VfioMigrationDevice;
+  /** qdev id, e.g. "nic0". */
+  readonly name: string;
+  /** Guest PCI path, e.g. "0000:00:05.0". */
+  readonly path: string;
+  readonly qomPath: string;
+  readonly properties: VfioPciProperties;
+  /** Set when migration was initialized (`vbasedev->migration`). */
+  migration: VFIOMigration | null = null;
+  /** This device's own blocker reason (`vbasedev->migration_blocker`). */
+  blocker: string | null = null;
+  readonly #host: VfioHost;
+  #removeBlocker: (() => void) | null = null;
+  #savevm: SaveStateEntry | null = null;
+  #vmState: VmChangeStateEntry | null = null;
+  #removeNotifier: (() => void) | null = null;
+
+  constructor(
+    device: VfioMigrationDevice,
+    path: string,
+    properties: VfioPciProperties,
+    host: VfioHost,
+  ) {
+    this.device = device;
+    this.name = device.id;
+    this.path = path;
+    this.qomPath = peripheralQomPath(device.id);
+    this.properties = properties;
+    this.#host = host;
+  }
+
+  /** The savevm idstr, `"<path>/vfio"`. */
+  get idstr(): string {
+    return vfioSavevmIdstr(this.path);
+  }
+
+  /** `vfio_migration_realize`. Throws VfioRealizeError when `enable-migration=on` fails. */
+  async realize(): Promise<void> {
+    const enable = this.properties['enable-migration'];
+    if (enable === 'off') {
+      this.#block(vfioBlockerMessages.disabled(this.name));
+      return;
+    }
+    const init = await this.#init();
+    if (init !== null) {
+      this.#block(init);
+      return;
+    }
+    const m = this.migration!;
+    try {
+      if (!deviceDirtyTrackingUsable(m)) {
+        // No IOMMU dirty tracking exists yet, so the device's own is the only one.
+        const reason = vfioBlockerMessages.noDirtyTracking(this.name);
+        if (enable === 'auto') {
+          this.#block(reason);
+          return;
+        }
+        this.#host.env.listeners.warning?.(reason);
+      }
+      this.#host.multipleDevices.block(this.#host.migrations(), enable);
+    } catch (err) {
+      this.#deinit();
+      throw err;
+    }
+  }
+
+  /** `vfio_migration_exit`, at unplug. */
+  exit(): void {
+    this.#deinit();
+    this.#removeBlocker?.();
+    this.#removeBlocker = null;
+    this.blocker = null;
+  }
+
+  /** `vfio_migration_init`: null on success, else the blocker reason. */
+  async #init(): Promise<string | null> {
+    let flags: MigrationFlags;
+    try {
+      flags = await this.device.migrationFlags();
+    } catch (err) {
+      if (isVfioError(err, 'ENOTTY')) return vfioBlockerMessages.notSupported(this.name);
+      const errno = isVfioError(err) ? err.errno : Errno.EIO;
+      return vfioBlockerMessages.initFailed(this.name, errno, describe(err));
+    }
+    if ((flags & VFIO_MIGRATION_STOP_COPY) === 0) {
+      return vfioBlockerMessages.initFailed(
+        this.name,
+        Errno.EOPNOTSUPP,
+        'EOPNOTSUPP: the device lacks VFIO_MIGRATION_STOP_COPY',
+      );
+    }
+    const host = this.#host;
+    const m = new VFIOMigration({
+      device: this.device,
+      name: this.name,
+      qomPath: this.qomPath,
+      flags,
+      dirtyPagesSupported: await this.device.dmaLogging.probe().catch(() => false),
+      properties: this.properties,
+      env: host.env,
+      stats: host.stats,
+    });
+    this.#savevm = host.registry.register(this.idstr, vfioSaveVMHandlers(m), {
+      instanceId: 'auto',
+      versionId: 1,
+    });
+    this.#vmState = addVfioVmStateHandler(host.runControl, m, pciDepth(parsePciAddress(this.path)));
+    this.#removeNotifier = addVfioMigrationNotifier(host.notifiers, m, host.env.listeners);
+    this.migration = m;
+    return null;
+  }
+
+  /** `vfio_migration_deinit`. */
+  #deinit(): void {
+    if (this.migration === null) return;
+    this.#removeNotifier?.();
+    this.#vmState?.remove();
+    if (this.#savevm !== null) this.#host.registry.unregister(this.#savevm);
+    this.#removeNotifier = null;
+    this.#vmState = null;
+    this.#savevm = null;
+    this.migration = null;
+    this.#host.multipleDevices.unblock(this.#host.migrations());
+  }
+
+  #block(reason: string): void {
+    this.#removeBlocker = blockMigration(
+      this.#host.blockers,
+      this.properties['enable-migration'],
+      reason,
+    );
+    this.blocker = reason;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
