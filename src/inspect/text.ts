@@ -21,11 +21,12 @@ type Row =
   | { kind: 'command'; item: Extract<InspectedItem, { item: 'command' }> };
 
 export function renderText(report: InspectReport, options: TextOptions = {}): string {
-  const out: string[] = [];
-  const head = `QEMU migration stream${report.version === null ? '' : ` version ${report.version}`}`;
-  out.push(
-    `${options.name === undefined ? '' : `${options.name}: `}${head}, ${plural(report.size, 'byte')}`,
-  );
+  const name = options.name === undefined ? '' : `${options.name}: `;
+  if (report.version === null) {
+    return `${name}no QEMU migration stream header (${plural(report.size, 'byte')} read)\n`;
+  }
+  const size = plural(report.size, 'byte') + (report.error === null ? '' : ' decoded');
+  const out = [`${name}QEMU migration stream version ${report.version}, ${size}`];
   out.push(...configurationLines(report));
   out.push('', ...listing(report, options.sections === true));
   if (report.vmdesc !== null && options.vmdesc === true) {
@@ -37,7 +38,11 @@ export function renderText(report: InspectReport, options: TextOptions = {}): st
 
 function configurationLines(report: InspectReport): string[] {
   const cfg = report.configuration;
-  if (cfg === null) return report.version === null ? [] : ['configuration: not sent'];
+  if (cfg === null) {
+    // Known to be absent only once decoding went past the place it would be.
+    const past = report.items.length > 0 || report.eof !== null;
+    return past ? ['configuration: not sent'] : [];
+  }
   const lines = [`configuration: machine type '${cfg.machineType}'`];
   if (cfg.targetPageBits !== null) lines.push(`  target page bits ${cfg.targetPageBits}`);
   if (cfg.capabilities.length > 0) lines.push(`  capabilities: ${cfg.capabilities.join(', ')}`);
@@ -76,6 +81,7 @@ function listing(report: InspectReport, full: boolean): string[] {
   if (v !== null) {
     rows.push([String(v.offset), 'VMDESC', '', formatBytes(v.length), vmdescSummary(v.desc)]);
   }
+  if (rows.length === 1) return ['no sections'];
   const lines = table(rows, [0, 2]);
   if (v !== null) lines.push(...v.desc.devices.map((d) => `    ${vmdescDeviceLine(d)}`));
   if (report.totals.bytes.trailing > 0) {

@@ -307,3 +307,15 @@ test('random damage never throws: a report, and an error naming an offset inside
     { numRuns: 300 },
   );
 });
+
+test('text for input that is no stream, or ends inside the configuration', async () => {
+  const garbage = await inspectBytes(Buffer.from('hello world, not a stream'));
+  assert.equal(
+    renderText(garbage, { name: 'g' }),
+    'g: no QEMU migration stream header (4 bytes read)\n',
+  );
+  const { bytes } = await smallStream();
+  const cut = renderText(await inspectBytes(bytes.subarray(0, 12)), { name: 'c' });
+  assert.match(cut, /^c: QEMU migration stream version 3, 9 bytes decoded\n\nno sections\n/);
+  assert.doesNotMatch(cut, /configuration/, 'a configuration cut short is not "not sent"');
+});
