@@ -116,12 +116,12 @@ class Inspection {
         await this.readTrailer(r);
         return;
       }
-      if (type === QEMU_VM_COMMAND) await this.readCommand(r, at);
-      else await this.readSection(r, type, at);
+      if (type === QEMU_VM_COMMAND) await this.readCommandItem(r, at);
+      else await this.readSectionItem(r, type, at);
     }
   }
 
-  private async readCommand(r: QEMUFileReader, at: number): Promise<void> {
+  private async readCommandItem(r: QEMUFileReader, at: number): Promise<void> {
     const c = await readCommand(r);
     const value =
       c.type === MIG_CMD_PING || c.type === MIG_CMD_PACKAGED ? c.data.readUInt32BE(0) : null;
@@ -140,7 +140,7 @@ class Inspection {
     });
   }
 
-  private async readSection(
+  private async readSectionItem(
     r: QEMUFileReader,
     type: SectionHeader['type'],
     at: number,
