@@ -148,7 +148,15 @@ export class QmpConnection {
       signal: this.#abort.signal,
       afterReply: (fn) => hooks.push(fn),
     };
-    const reply = await dispatchRequest(env, value);
+    let reply: string;
+    try {
+      reply = await dispatchRequest(env, value);
+    } catch (err) {
+      // dispatchRequest turns every failure into a reply; this is a bug, not the client's.
+      this.#options.onError(err, `QMP client ${this.info.peer}`);
+      this.close('internal error while answering');
+      return;
+    }
     this.#write(reply, hooks.length > 0 ? () => this.#runHooks(hooks) : undefined);
   }
 

@@ -26,8 +26,8 @@ async function setup(
   });
   server.register('sleep', {
     args: z.object({ ms: z.number() }),
-    handler: async ({ ms }) => {
-      await sleep(ms);
+    handler: async ({ ms }, { signal }) => {
+      await sleep(ms, signal);
       return { slept: ms };
     },
   });

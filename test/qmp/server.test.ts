@@ -235,6 +235,30 @@ test('oversize input: an error reply, the rest skipped, the connection kept', as
   ]);
 });
 
+test('a client pipelining faster than commands complete is slowed down, not buffered', async (t) => {
+  const server = new QmpServer();
+  t.after(() => server.close());
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  server.register('gate', { handler: () => gate });
+  server.register('n', { args: z.object({ i: z.number() }), handler: ({ i }) => i });
+  const raw = await RawQmp.connect(await server.listen(`unix:${join(await tempDir(t), 's')}`), t);
+  await raw.negotiate();
+  raw.send('{"execute":"gate","id":"g"}');
+  const count = 20_000;
+  let input = '';
+  for (let i = 0; i < count; i++) input += `{"execute":"n","arguments":{"i":${i}}}`;
+  raw.send(input); // ~700 KB: more than the kernel holds for an unread UNIX socket
+  await sleep(200);
+  assert.ok(
+    raw.socket.writableLength > 0,
+    'the server stopped reading while its queue was full, so our side still holds data',
+  );
+  release();
+  assert.deepEqual(await raw.next(), { return: {}, id: 'g' });
+  for (let i = 0; i < count; i++) assert.deepEqual(await raw.next(), { return: i });
+});
+
 test('a client that never reads is dropped; the VM and other clients carry on', async (t) => {
   const drops: [QmpConnectionInfo, string][] = [];
   let dropped!: () => void;
