@@ -135,6 +135,38 @@ test('TCP on loopback: binds exactly the given host, reports the real port', asy
   );
 });
 
+test('ids of any JSON type are echoed on replies and errors (TCP)', async (t) => {
+  const server = stubServer(t);
+  const raw = await RawQmp.connect(await server.listen('tcp:127.0.0.1:0'), t);
+  await raw.negotiate();
+  const ids = [
+    7,
+    -0.5,
+    'str',
+    '',
+    null,
+    true,
+    [1, 'two', [3]],
+    { a: { b: ['{', '"'] } },
+    'é\u{1f600}',
+  ];
+  for (const id of ids) {
+    raw.send(JSON.stringify({ execute: 'query-status', id }));
+    raw.send(JSON.stringify({ execute: 'query-status', arguments: { bogus: 1 }, id }));
+    raw.send(JSON.stringify({ execute: 'no-such-command', id }));
+  }
+  for (const id of ids) {
+    assert.deepEqual(await raw.take(3), [
+      { return: STATUS, id },
+      { id, error: { class: 'GenericError', desc: "Parameter 'bogus' is unexpected" } },
+      {
+        id,
+        error: { class: 'CommandNotFound', desc: 'The command no-such-command has not been found' },
+      },
+    ]);
+  }
+});
+
 test('replies stay in order with slow async handlers, and in-band commands run one at a time', async (t) => {
   const server = new QmpServer();
   t.after(() => server.close());
