@@ -49,11 +49,7 @@ const DEFAULT_MAX_OUTPUT_BYTES = 4 << 20;
 /** monitor/monitor-internal.h QMP_REQ_QUEUE_LEN_MAX. */
 const DEFAULT_MAX_PENDING = 8;
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`QmpServer: ${name} must be >= 1`);
-  return v;
-}
+type LimitName = 'maxMessageBytes' | 'maxOutputBytes' | 'maxPendingCommands';
 
 function warn(err: unknown, where: string): void {
   process.emitWarning(`${where}: ${err instanceof Error ? err.message : String(err)}`);
@@ -81,21 +77,14 @@ export class QmpServer {
     );
     this.#greeting = encodeGreeting(this.#version, QMP_CAPABILITIES);
     this.#clock = options.clock ?? wallClockMicros;
-    this.#maxMessageBytes = positive(
-      'maxMessageBytes',
-      options.maxMessageBytes,
-      DEFAULT_MAX_MESSAGE_BYTES,
-    );
-    this.#maxOutputBytes = positive(
-      'maxOutputBytes',
-      options.maxOutputBytes,
-      DEFAULT_MAX_OUTPUT_BYTES,
-    );
-    this.#maxPending = positive(
-      'maxPendingCommands',
-      options.maxPendingCommands,
-      DEFAULT_MAX_PENDING,
-    );
+    const limit = (name: LimitName, fallback: number): number => {
+      const v = options[name] ?? fallback;
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`QmpServer: ${name} must be >= 1`);
+      return v;
+    };
+    this.#maxMessageBytes = limit('maxMessageBytes', DEFAULT_MAX_MESSAGE_BYTES);
+    this.#maxOutputBytes = limit('maxOutputBytes', DEFAULT_MAX_OUTPUT_BYTES);
+    this.#maxPending = limit('maxPendingCommands', DEFAULT_MAX_PENDING);
     this.#onDisconnect = options.onDisconnect;
     this.#onError = options.onError ?? warn;
     const onQuit = options.onQuit ?? (() => this.close());

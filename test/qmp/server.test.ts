@@ -456,4 +456,5 @@ test('bad addresses are refused with what is wrong', async () => {
   await assert.rejects(server.listen(`unix:/${'x'.repeat(120)}`), /longer than 107 bytes/);
   await server.close();
   await assert.rejects(server.listen('tcp:127.0.0.1:0'), /after close/);
+  assert.throws(() => new QmpServer({ maxOutputBytes: 0 }), /maxOutputBytes must be >= 1/);
 });
