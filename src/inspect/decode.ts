@@ -184,7 +184,10 @@ class Inspection {
       try {
         await decoder.decodeSection(r, kind, payload);
       } catch (err) {
-        throw isStreamError(err) ? err.withContext(`section '${idstr}' (id ${h.sectionId})`) : err;
+        const context = `section '${idstr}' (id ${h.sectionId})`;
+        if (isStreamError(err)) throw err.withContext(context);
+        // A layout check of the core (e.g. an unknown run state) names no offset: add it.
+        throw badInput(r.offset, context, err instanceof Error ? err.message : String(err));
       }
       await readSectionFooter(r, h.sectionId, `'${idstr}'`);
       item.complete = true;

@@ -54,7 +54,11 @@ export function describePayloads(payloads: readonly (PayloadSummary | null)[]): 
       return (known as GlobalStatePayload[]).map((p) => `run state '${p.runState}'`).join('; ');
     case 'timer':
       return (known as TimerPayload[])
-        .map((p) => `cpu_ticks_offset ${p.cpuTicksOffset}, cpu_clock_offset ${p.cpuClockOffset}`)
+        .map(
+          (p) =>
+            `cpu_ticks_offset ${p.cpuTicksOffset}` +
+            (p.cpuClockOffset === null ? '' : `, cpu_clock_offset ${p.cpuClockOffset}`),
+        )
         .join('; ');
   }
 }

@@ -8,8 +8,8 @@ import type { EntryDecoder } from './entry.ts';
 import { RamEntryDecoder, ramFormatOf } from './payload/ram.ts';
 import { VFIO_SECTION_VERSION_ID, VfioEntryDecoder, isVfioIdstr } from './payload/vfio.ts';
 import {
-  GLOBALSTATE_IDSTR,
-  GLOBALSTATE_VERSION_ID,
+  GLOBAL_STATE_IDSTR,
+  GLOBAL_STATE_VERSION_ID,
   GlobalStateDecoder,
   TIMER_IDSTR,
   TIMER_VERSION_ID,
@@ -19,35 +19,36 @@ import type { PayloadFormat } from './report.ts';
 
 interface KnownFormat {
   format: PayloadFormat;
-  versionId: number;
+  /** The section versions whose payload layout is known. */
+  versionIds: readonly number[];
   matches(idstr: string): boolean;
-  create(cfg: MigrationConfiguration | null): EntryDecoder;
+  create(h: SectionStartHeader, cfg: MigrationConfiguration | null): EntryDecoder;
 }
 
 const KNOWN_FORMATS: readonly KnownFormat[] = [
   {
     format: 'ram',
-    versionId: RAM_SECTION_VERSION_ID,
+    versionIds: [RAM_SECTION_VERSION_ID],
     matches: (idstr) => idstr === RAM_SECTION_IDSTR,
-    create: (cfg) => new RamEntryDecoder(ramFormatOf(cfg)),
+    create: (_h, cfg) => new RamEntryDecoder(ramFormatOf(cfg)),
   },
   {
     format: 'vfio',
-    versionId: VFIO_SECTION_VERSION_ID,
+    versionIds: [VFIO_SECTION_VERSION_ID],
     matches: isVfioIdstr,
     create: () => new VfioEntryDecoder(),
   },
   {
     format: 'globalstate',
-    versionId: GLOBALSTATE_VERSION_ID,
-    matches: (idstr) => idstr === GLOBALSTATE_IDSTR,
+    versionIds: [GLOBAL_STATE_VERSION_ID],
+    matches: (idstr) => idstr === GLOBAL_STATE_IDSTR,
     create: () => new GlobalStateDecoder(),
   },
   {
     format: 'timer',
-    versionId: TIMER_VERSION_ID,
+    versionIds: [1, TIMER_VERSION_ID],
     matches: (idstr) => idstr === TIMER_IDSTR,
-    create: () => new TimerDecoder(),
+    create: (h) => new TimerDecoder(h.versionId),
   },
 ];
 
@@ -62,11 +63,12 @@ export function entryDecoderFor(
 ): EntryDecoder | string {
   const known = KNOWN_FORMATS.find((f) => f.matches(h.idstr));
   if (known === undefined) return 'unknown payload format';
-  if (known.versionId !== h.versionId) {
+  if (!known.versionIds.includes(h.versionId)) {
+    const versions = known.versionIds.join(' and ');
     return (
       `unknown payload format (${known.format} version ${h.versionId}; ` +
-      `only version ${known.versionId} is known)`
+      `known: version ${versions})`
     );
   }
-  return known.create(cfg);
+  return known.create(h, cfg);
 }

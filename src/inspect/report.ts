@@ -45,11 +45,12 @@ export interface GlobalStatePayload {
   runState: string;
 }
 
-/** `timer` v2: i64 cpu_ticks_offset, 8 unused bytes, i64 cpu_clock_offset (decimal strings). */
+/** `timer`: i64 cpu_ticks_offset, 8 unused bytes, i64 cpu_clock_offset (v2), as decimal strings. */
 export interface TimerPayload {
   format: 'timer';
   cpuTicksOffset: string;
-  cpuClockOffset: string;
+  /** null in a version 1 section. */
+  cpuClockOffset: string | null;
 }
 
 export type PayloadSummary = RamPayload | VfioPayload | GlobalStatePayload | TimerPayload;

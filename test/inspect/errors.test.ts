@@ -129,7 +129,7 @@ test('a known entry at another version is not decoded', async () => {
   assert.equal(
     r.error?.message,
     `cannot decode section 'ram' (id 2) at offset ${offsets[0]}: ` +
-      'unknown payload format (ram version 3; only version 4 is known)',
+      'unknown payload format (ram version 3; known: version 4)',
   );
 });
 
@@ -265,22 +265,6 @@ test('after EOF: trailing bytes are counted, a broken vmdesc is an error', async
     assert.equal(r.vmdesc, null);
     assert.match(r.error?.message ?? '', new RegExp(`^vmdesc JSON at offset ${offsets[1]! + 1}: `));
   }
-});
-
-test('globalstate with a run-state size past its buffer', async () => {
-  const { bytes, offsets } = await build((b) =>
-    b.full(4, 'globalstate', (w) => {
-      w.putBe32(101);
-      w.putBuffer(Buffer.alloc(100));
-    }),
-  );
-  const r = await inspectBytes(bytes);
-  const at = offsets[0]! + 1 + 4 + 1 + 'globalstate'.length + 8;
-  assert.equal(
-    r.error?.message,
-    `section 'globalstate' (id 4): globalstate size at offset ${at}: ` +
-      '101 exceeds the 100-byte run-state buffer',
-  );
 });
 
 test('random damage never throws: a report, and an error naming an offset inside the input', async () => {

@@ -1,23 +1,22 @@
 /**
- * The two non-iterable vmstates QEMU sends even for `-machine none`, with their fixed
- * layouts (as captured from QEMU 7.2, test/fixtures/qemu-7.2-README.md):
- * - "globalstate" v1: u32 size (strlen + 1), then a 100-byte buffer with the run-state name;
- * - "timer" v2: i64 cpu_ticks_offset, 8 unused bytes, i64 cpu_clock_offset.
+ * The two non-iterable entries every QEMU source sends, even for `-machine none`, decoded with
+ * the core's layouts (src/migration/global-state.ts, src/migration/timer.ts):
+ * - "globalstate" v1: the source's run state, checked as QEMU's post_load checks it;
+ * - "timer" v1/v2: i64 cpu_ticks_offset, 8 unused bytes, and since v2 i64 cpu_clock_offset.
  * Both come as FULL sections only.
  */
+import {
+  GLOBAL_STATE_IDSTR,
+  GLOBAL_STATE_VERSION_ID,
+  readGlobalState,
+} from '../../migration/global-state.ts';
+import { TIMER_IDSTR, TIMER_VERSION_ID, timerPayloadSize } from '../../migration/timer.ts';
 import { badInput } from '../../migration/stream/index.ts';
 import type { QEMUFileReader } from '../../migration/stream/index.ts';
 import type { EntryDecoder } from '../entry.ts';
 import type { GlobalStatePayload, SectionKind, TimerPayload } from '../report.ts';
 
-export const GLOBALSTATE_IDSTR = 'globalstate';
-export const GLOBALSTATE_VERSION_ID = 1;
-/** The run-state name buffer of globalstate. */
-export const GLOBALSTATE_RUNSTATE_SIZE = 100;
-
-export const TIMER_IDSTR = 'timer';
-export const TIMER_VERSION_ID = 2;
-export const TIMER_PAYLOAD_SIZE = 24;
+export { GLOBAL_STATE_IDSTR, GLOBAL_STATE_VERSION_ID, TIMER_IDSTR, TIMER_VERSION_ID };
 
 export class GlobalStateDecoder implements EntryDecoder<GlobalStatePayload> {
   readonly format = 'globalstate';
@@ -27,38 +26,28 @@ export class GlobalStateDecoder implements EntryDecoder<GlobalStatePayload> {
   }
 
   async decodeSection(r: QEMUFileReader, type: SectionKind, s: GlobalStatePayload): Promise<void> {
-    requireFull(r, type, GLOBALSTATE_IDSTR);
-    const at = r.offset;
-    const size = await r.getBe32('globalstate size');
-    if (size > GLOBALSTATE_RUNSTATE_SIZE) {
-      throw badInput(
-        at,
-        'globalstate size',
-        `${size} exceeds the ${GLOBALSTATE_RUNSTATE_SIZE}-byte run-state buffer`,
-      );
-    }
-    const name = await r.getBytes(
-      GLOBALSTATE_RUNSTATE_SIZE,
-      'globalstate run state',
-      GLOBALSTATE_RUNSTATE_SIZE,
-    );
-    const nul = name.indexOf(0);
-    s.runState = name.toString('latin1', 0, Math.min(size, nul < 0 ? size : nul));
+    requireFull(r, type, GLOBAL_STATE_IDSTR);
+    s.runState = await readGlobalState(r);
   }
 }
 
 export class TimerDecoder implements EntryDecoder<TimerPayload> {
   readonly format = 'timer';
+  private readonly size: number;
+
+  constructor(versionId: number) {
+    this.size = timerPayloadSize(versionId);
+  }
 
   begin(): TimerPayload {
-    return { format: 'timer', cpuTicksOffset: '', cpuClockOffset: '' };
+    return { format: 'timer', cpuTicksOffset: '', cpuClockOffset: null };
   }
 
   async decodeSection(r: QEMUFileReader, type: SectionKind, s: TimerPayload): Promise<void> {
     requireFull(r, type, TIMER_IDSTR);
-    const b = await r.getBytes(TIMER_PAYLOAD_SIZE, 'timer state', TIMER_PAYLOAD_SIZE);
+    const b = await r.getBytes(this.size, 'timer state', this.size);
     s.cpuTicksOffset = b.readBigInt64BE(0).toString();
-    s.cpuClockOffset = b.readBigInt64BE(16).toString();
+    if (b.length >= 24) s.cpuClockOffset = b.readBigInt64BE(16).toString();
   }
 }
 
