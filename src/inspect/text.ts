@@ -4,7 +4,7 @@
  */
 import type { Vmdesc, VmdescDevice } from '../migration/stream/index.ts';
 import { describePayloads, formatBytes, formatBytesExact, plural } from './describe.ts';
-import type { InspectReport, InspectedItem, InspectedSection } from './report.ts';
+import type { InspectReport, InspectedCommand, InspectedItem, InspectedSection } from './report.ts';
 
 export interface TextOptions {
   /** Heads the output, e.g. the file name. */
@@ -17,8 +17,7 @@ export interface TextOptions {
 
 /** One line of the listing: a section, a group of PART sections of one entry, or a command. */
 type Row =
-  | { kind: 'sections'; sections: InspectedSection[] }
-  | { kind: 'command'; item: Extract<InspectedItem, { item: 'command' }> };
+  { kind: 'sections'; sections: InspectedSection[] } | { kind: 'command'; item: InspectedCommand };
 
 export function renderText(report: InspectReport, options: TextOptions = {}): string {
   const name = options.name === undefined ? '' : `${options.name}: `;
