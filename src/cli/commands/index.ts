@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { registerConformance } from './conformance.ts';
+import { registerInspect } from './inspect.ts';
 import { registerUapi } from './uapi.ts';
 
 /** Every subcommand, in the order `--help` lists them. */
 export function registerCommands(program: Command): void {
   registerUapi(program);
   registerConformance(program);
+  registerInspect(program);
 }
