@@ -118,23 +118,20 @@ export class VfioDeviceState {
   }
 
   async #recover(from: MigState, to: MigState, recover: MigState, cause: unknown): Promise<never> {
-    let why = `recover state is ERROR`;
+    let why = 'recover state is ERROR';
     if (recover !== MigState.ERROR) {
+      let recovered = false;
       try {
         // A recovery that opened a session is not one we read or write: close it.
         (await this.#device.setState(recover))?.close();
-        this.#record(recover);
-        throw new VfioSetStateError(
-          this.#name,
-          from,
-          to,
-          'recovered',
-          cause,
-          `recovered to ${stateName(recover)}`,
-        );
+        recovered = true;
       } catch (err) {
-        if (err instanceof VfioSetStateError) throw err;
         why = `recovery to ${stateName(recover)} failed too (${describe(err)})`;
+      }
+      if (recovered) {
+        this.#record(recover);
+        const aftermath = `recovered to ${stateName(recover)}`;
+        throw new VfioSetStateError(this.#name, from, to, 'recovered', cause, aftermath);
       }
     }
     try {

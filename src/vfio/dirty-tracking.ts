@@ -143,7 +143,10 @@ export class VfioDirtyTracking implements DirtyLogListener {
       }
       const report = this.#reports[i]!;
       report.fill(0);
-      for (const dev of this.#devices()) await this.#report(dev!, m, report);
+      for (const dev of this.#devices()) {
+        // A device hot-added after the start has no log to report (QEMU forbids that).
+        if (dev?.dirtyTracking === true) await this.#report(dev, m, report);
+      }
       orReportBitmap(report, pages, m.block.bitmap, first);
     }
   }
