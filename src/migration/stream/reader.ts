@@ -161,8 +161,17 @@ export class QEMUFileReader {
 
   /** Fills `dst` if that many bytes are buffered; returns false (consuming nothing) if not. */
   tryReadInto(dst: Uint8Array): boolean {
-    if (this.buffered < dst.length) return false;
-    this.copyOut(dst, 0, dst.length);
+    return this.tryReadIntoAt(dst, 0, dst.length);
+  }
+
+  /**
+   * Fills `dst[at .. at + n)` if `n` bytes are buffered; returns false (consuming nothing) if
+   * not. With a cached view of guest RAM, a page lands in place without a view per page.
+   */
+  tryReadIntoAt(dst: Uint8Array, at: number, n: number): boolean {
+    this.checkRange(dst, at, n);
+    if (this.buffered < n) return false;
+    this.copyOut(dst, at, n);
     return true;
   }
 
@@ -223,11 +232,17 @@ export class QEMUFileReader {
   }
 
   /** Fills `dst` completely, e.g. a guest page straight into guest memory: no extra copy. */
-  async readInto(dst: Uint8Array, what = 'bytes'): Promise<void> {
-    let done = this.copyOut(dst, 0, Math.min(dst.length, this.buffered));
-    while (done < dst.length) {
+  readInto(dst: Uint8Array, what = 'bytes'): Promise<void> {
+    return this.readIntoAt(dst, 0, dst.length, what);
+  }
+
+  /** Fills `dst[at .. at + n)`, waiting for bytes as needed. */
+  async readIntoAt(dst: Uint8Array, at: number, n: number, what = 'bytes'): Promise<void> {
+    this.checkRange(dst, at, n);
+    let done = this.copyOut(dst, at, Math.min(n, this.buffered));
+    while (done < n) {
       await this.waitFor(1, what);
-      done += this.copyOut(dst, done, Math.min(dst.length - done, this.buffered));
+      done += this.copyOut(dst, at + done, Math.min(n - done, this.buffered));
     }
   }
 
@@ -268,6 +283,15 @@ export class QEMUFileReader {
   }
 
   // ---- internals ------------------------------------------------------------------------
+
+  private checkRange(dst: Uint8Array, at: number, n: number): void {
+    if (!(Number.isSafeInteger(at) && Number.isSafeInteger(n) && at >= 0 && n >= 0)) {
+      throw new RangeError(`QEMUFileReader: [${at}, +${n}) is not a range`);
+    }
+    if (at + n > dst.length) {
+      throw new RangeError(`QEMUFileReader: [${at}, +${n}) overruns a ${dst.length}-byte buffer`);
+    }
+  }
 
   private checkLength(n: number, what: string, cap: number): void {
     if (!Number.isSafeInteger(n) || n < 0) {

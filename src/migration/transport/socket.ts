@@ -85,10 +85,13 @@ export class SocketListener {
   }
 
   /** Stops listening; connections already accepted stay open. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     for (const c of this.queue.splice(0)) c.destroy();
-    if (!this.server.listening) return;
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.failAll(new Error(`${this.toString()}: listener closed`));
+    // Listening stops at once. Node's close callback would also wait until every connection
+    // already accepted has ended, and those belong to whoever accepted them.
+    if (this.server.listening) this.server.close();
+    return Promise.resolve();
   }
 
   private failAll(err: Error): void {
