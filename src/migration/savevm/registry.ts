@@ -3,17 +3,11 @@
  * with idstr and instance id, section ids, ordering by priority then registration, and the
  * destination's lookup by idstr + instance id (qemu-migration.md §1.1, §1.2).
  */
+import type { VmdescVmsd } from '../stream/index.ts';
 import type { SaveVMHandlers } from './handlers.ts';
 
 /** `MigrationPriority`: higher is saved first; equal priorities keep registration order. */
 export const MIG_PRI_DEFAULT = 0;
-
-/** One field of a vmdesc device description (analysis tools only). */
-export interface VmdescField {
-  name: string;
-  type: string;
-  size: number;
-}
 
 export interface SaveStateEntry {
   readonly idstr: string;
@@ -26,6 +20,11 @@ export interface SaveStateEntry {
   readonly handlers: SaveVMHandlers;
   /** Order of registration, the tie-break after priority. */
   readonly order: number;
+  /**
+   * The vmstate description of a FULL section, for the vmdesc JSON (analysis tools only).
+   * Without it the entry is an old-style `save_state` one, described by its size.
+   */
+  readonly vmsd?: VmdescVmsd;
 }
 
 export interface RegisterOptions {
@@ -33,6 +32,8 @@ export interface RegisterOptions {
   instanceId?: number | 'auto';
   versionId: number;
   priority?: number;
+  /** See SaveStateEntry.vmsd. */
+  vmsd?: VmdescVmsd;
 }
 
 export class SaveVMRegistry {
@@ -60,6 +61,7 @@ export class SaveVMRegistry {
       priority: opts.priority ?? MIG_PRI_DEFAULT,
       handlers,
       order: this.#nextOrder++,
+      vmsd: opts.vmsd,
     };
     this.#entries.push(entry);
     return entry;

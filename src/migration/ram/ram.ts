@@ -1,0 +1,72 @@
+/**
+ * RAM as a savevm entry: idstr "ram", instance 0, version 4, registered before anything else
+ * so it precedes every device in setup, iterate and complete (qemu-migration.md §1.1).
+ */
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { PendingSizes, RateLimit, SaveVMHandlers } from '../savevm/handlers.ts';
+import type { SaveVMRegistry } from '../savevm/registry.ts';
+import type { QEMUFileReader, QEMUFileWriter } from '../stream/index.ts';
+import { RAM_SECTION_IDSTR, RAM_SECTION_VERSION_ID } from './format.ts';
+import { RamLoadState } from './load.ts';
+import { RamSaveState } from './save.ts';
+import type { RamSaveEnvironment } from './save.ts';
+
+export class RamHandler implements SaveVMHandlers {
+  readonly save: RamSaveState;
+  readonly load: RamLoadState;
+
+  constructor(memory: GuestMemory, env: RamSaveEnvironment) {
+    this.save = new RamSaveState(memory, env);
+    this.load = new RamLoadState(memory);
+  }
+
+  saveSetup(f: QEMUFileWriter): Promise<void> {
+    return this.save.setup(f);
+  }
+
+  saveLiveIterate(f: QEMUFileWriter, rateLimit: RateLimit): Promise<boolean> {
+    return this.save.iterate(f, rateLimit);
+  }
+
+  statePendingEstimate(pending: PendingSizes): void {
+    this.save.pendingEstimate(pending);
+  }
+
+  statePendingExact(pending: PendingSizes): Promise<void> {
+    return this.save.pendingExact(pending);
+  }
+
+  saveComplete(f: QEMUFileWriter): Promise<void> {
+    return this.save.complete(f);
+  }
+
+  saveCleanup(): Promise<void> {
+    return this.save.cleanup();
+  }
+
+  loadSetup(): Promise<void> {
+    this.load.setup();
+    return Promise.resolve();
+  }
+
+  loadState(f: QEMUFileReader, versionId: number): Promise<void> {
+    return this.load.load(f, versionId);
+  }
+}
+
+/** `ram_mig_init`: must be the first registration of the VM. */
+export function registerRam(
+  registry: SaveVMRegistry,
+  memory: GuestMemory,
+  env: RamSaveEnvironment,
+): RamHandler {
+  if (registry.entries().length > 0) {
+    throw new Error('RAM must be registered before any other savevm entry');
+  }
+  const handler = new RamHandler(memory, env);
+  registry.register(RAM_SECTION_IDSTR, handler, {
+    instanceId: 0,
+    versionId: RAM_SECTION_VERSION_ID,
+  });
+  return handler;
+}

@@ -1,0 +1,212 @@
+/**
+ * The save side of QEMU's RAM migration (migration/ram.c; qemu-migration.md §2.2, §2.3,
+ * §3.5): every page starts dirty, dirty logging runs while the guest is migrated, each pass
+ * sends the dirty pages it finds — zero pages as ZERO records, the others whole — and every
+ * section ends with EOS.
+ *
+ * The scan resumes where the last pass stopped (QEMU's last_seen_block), so a rate-limited
+ * pass does not favour low addresses. A pass stops when the window's budget is spent, when no
+ * page is dirty, or after ~50 ms (the clock is read every 64 pages). Nothing is allocated per
+ * page: pages are copied from the cached segment views straight into the writer's buffer.
+ */
+import type { GuestMemory } from '../../memory/guest-memory.ts';
+import type { RamBlock } from '../../memory/ram-block.ts';
+import type { MigrationClock } from '../clock.ts';
+import type { MigrationEvents } from '../events.ts';
+import type { MigrationStats } from '../migration-stats.ts';
+import type { MigrationOptions } from '../options/index.ts';
+import type { PendingSizes, RateLimit } from '../savevm/handlers.ts';
+import type { QEMUFileWriter } from '../stream/index.ts';
+import { RamRecordEncoder } from './format.ts';
+
+/** `MAX_WAIT`: longest pass of saveLiveIterate, in ms. */
+export const RAM_SAVE_MAX_WAIT_MS = 50;
+/** The clock is read once per this many pages. */
+const CLOCK_CHECK_PAGES = 64;
+/** The dirty-pages-rate is measured over periods of at least this long (ms). */
+const DIRTY_RATE_PERIOD_MS = 1000;
+
+/** What RAM needs of the outgoing migration it takes part in. */
+export interface RamSaveEnvironment {
+  readonly stats: MigrationStats;
+  readonly clock: MigrationClock;
+  readonly events: MigrationEvents;
+  readonly options: MigrationOptions;
+  /** `runstate_is_running`: RAM bytes count as precopy while it runs, as downtime after. */
+  guestRunning(): boolean;
+}
+
+export class RamSaveState {
+  readonly #memory: GuestMemory;
+  readonly #env: RamSaveEnvironment;
+  readonly #enc = new RamRecordEncoder();
+  readonly #pageSize = this.#enc.pageSize;
+  /** The scan cursor: a block index and the page to look at next. */
+  #blockIndex = 0;
+  #page = 0;
+  #loggingStarted = false;
+  #timeLastBitmapSync: number | null = null;
+  #dirtyPagesPeriod = 0;
+
+  constructor(memory: GuestMemory, env: RamSaveEnvironment) {
+    this.#memory = memory;
+    this.#env = env;
+  }
+
+  /**
+   * `ram_save_setup`: every page dirty, dirty logging on, a first sync; then the MEM_SIZE
+   * block list and EOS (QEMU 7.2–10 write nothing else without multifd).
+   */
+  async setup(f: QEMUFileWriter): Promise<void> {
+    const before = f.bytesWritten;
+    for (const b of this.#memory.blocks) b.bitmap.setDirty(0, b.pages);
+    this.#blockIndex = 0;
+    this.#page = 0;
+    this.#timeLastBitmapSync = null;
+    this.#dirtyPagesPeriod = 0;
+    await this.#memory.dirtyLogListeners.start();
+    this.#loggingStarted = true;
+    await this.#bitmapSync(false);
+    this.#enc.putMemSize(
+      f,
+      this.#memory.blocks.map((b) => ({ idstr: b.idstr, usedLength: b.usedLength })),
+    );
+    this.#enc.putEos(f);
+    this.#account(f.bytesWritten - before);
+  }
+
+  /** `ram_save_iterate`: one pass; true when no dirty page was left. */
+  async iterate(f: QEMUFileWriter, rateLimit: RateLimit): Promise<boolean> {
+    const before = f.bytesWritten;
+    const clock = this.#env.clock;
+    const t0 = clock.now();
+    const detectZero = this.#detectZero();
+    this.#enc.resetBlock();
+    let done = false;
+    for (let i = 1; ; i++) {
+      if (rateLimit.exceeded()) break;
+      if (!this.#findDirtyPage()) {
+        done = true;
+        break;
+      }
+      this.#sendPage(f, detectZero);
+      if (f.needsDrain) await f.ready();
+      if (i % CLOCK_CHECK_PAGES === 0 && clock.now() - t0 > RAM_SAVE_MAX_WAIT_MS) break;
+    }
+    this.#enc.putEos(f);
+    this.#account(f.bytesWritten - before);
+    return done;
+  }
+
+  /** `ram_save_complete`: the final sync, then every dirty page, unlimited; EOS. */
+  async complete(f: QEMUFileWriter): Promise<void> {
+    const before = f.bytesWritten;
+    await this.#bitmapSync(true);
+    const detectZero = this.#detectZero();
+    this.#enc.resetBlock();
+    while (this.#findDirtyPage()) {
+      this.#sendPage(f, detectZero);
+      if (f.needsDrain) await f.ready();
+    }
+    this.#enc.putEos(f);
+    this.#account(f.bytesWritten - before);
+  }
+
+  /** `ram_state_pending_estimate`: the dirty bytes known now. */
+  pendingEstimate(pending: PendingSizes): void {
+    pending.mustPrecopy += this.remainingBytes();
+  }
+
+  /** `ram_state_pending_exact`: sync the dirty logs first. */
+  async pendingExact(pending: PendingSizes): Promise<void> {
+    await this.#bitmapSync(false);
+    pending.mustPrecopy += this.remainingBytes();
+  }
+
+  /** `ram_save_cleanup`: dirty logging off. */
+  async cleanup(): Promise<void> {
+    if (!this.#loggingStarted) return;
+    this.#loggingStarted = false;
+    await this.#memory.dirtyLogListeners.stop();
+  }
+
+  /** `ram_bytes_remaining`. */
+  remainingBytes(): number {
+    return this.#memory.dirtyCount * this.#pageSize;
+  }
+
+  /**
+   * `migration_bitmap_sync`: device trackers and the vCPU log into the migration bitmaps;
+   * counts the sync, measures the dirty rate over periods of ≥ 1 s, sends MIGRATION_PASS.
+   */
+  async #bitmapSync(final: boolean): Promise<void> {
+    const { stats, clock, events } = this.#env;
+    stats.dirtySyncCount++;
+    // Every sync here is a non-periodic one (there is no background sync), so each is a pass.
+    stats.iterationCount++;
+    this.#timeLastBitmapSync ??= clock.now();
+    this.#dirtyPagesPeriod += await this.#memory.syncAllDirtyLogs(final);
+    stats.dirtyBytesLastSync = this.remainingBytes();
+    const end = clock.now();
+    if (end - this.#timeLastBitmapSync > DIRTY_RATE_PERIOD_MS) {
+      stats.dirtyPagesRate = Math.round(
+        (this.#dirtyPagesPeriod * 1000) / (end - this.#timeLastBitmapSync),
+      );
+      this.#timeLastBitmapSync = end;
+      this.#dirtyPagesPeriod = 0;
+    }
+    events.pass(stats.iterationCount);
+  }
+
+  /** Moves the cursor to the next dirty page, wrapping around the blocks; false if none. */
+  #findDirtyPage(): boolean {
+    const blocks = this.#memory.blocks;
+    for (let visits = 0; visits <= blocks.length; visits++) {
+      const bitmap = blocks[this.#blockIndex]!.bitmap;
+      if (bitmap.dirtyCount > 0) {
+        const page = bitmap.nextDirty(this.#page);
+        if (page >= 0) {
+          this.#page = page;
+          return true;
+        }
+      }
+      this.#blockIndex = (this.#blockIndex + 1) % blocks.length;
+      this.#page = 0;
+    }
+    return false;
+  }
+
+  /** Sends the page at the cursor and clears its dirty bit (`ram_save_target_page`). */
+  #sendPage(f: QEMUFileWriter, detectZero: boolean): void {
+    const block: RamBlock = this.#memory.blocks[this.#blockIndex]!;
+    const page = this.#page++;
+    // Clear first, then read: a vCPU write racing with the copy sets the bit again.
+    block.bitmap.testAndClear(page);
+    const offset = page * this.#pageSize;
+    if (detectZero && block.isZeroPage(page)) {
+      this.#enc.putZeroPage(f, block.idstr, offset);
+      this.#env.stats.zeroPages++;
+    } else {
+      this.#enc.putPageFrom(
+        f,
+        block.idstr,
+        offset,
+        block.segmentBytes(page),
+        block.offsetInSegment(page),
+      );
+      this.#env.stats.normalPages++;
+    }
+  }
+
+  /** zero-page-detection "legacy" (and "multifd" without multifd) test pages; "none" does not. */
+  #detectZero(): boolean {
+    return this.#env.options.parameters['zero-page-detection'] !== 'none';
+  }
+
+  /** `ram_transferred_add`. */
+  #account(bytes: number): void {
+    const stats = this.#env.stats;
+    if (this.#env.guestRunning()) stats.precopyBytes += bytes;
+    else stats.downtimeBytes += bytes;
+  }
+}

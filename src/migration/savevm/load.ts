@@ -1,0 +1,306 @@
+/**
+ * The load side of migration/savevm.c, `qemu_loadvm_state` (qemu-migration.md §1.1, §2.5,
+ * §2.6): header and configuration, every entry's load_setup, switchover-ack counting, then
+ * the section loop —
+ *
+ *   START/FULL  bind the section id to the local entry (idstr + instance id), check the
+ *               version, let the entry parse its payload, check the footer
+ *   PART/END    the entry bound by the START
+ *   COMMAND     OPEN_RETURN_PATH, PING → PONG, SWITCHOVER_START; everything else is refused
+ *   EOF         the end; the vmdesc that follows is read and discarded
+ *
+ * Every error names the section (idstr, instance, section id) and the stream offset. Loading
+ * changes guest state but never starts anything: what happens after is the caller's.
+ */
+import {
+  MIG_CMD_OPEN_RETURN_PATH,
+  MIG_CMD_PING,
+  MIG_CMD_SWITCHOVER_START,
+  QEMU_VM_COMMAND,
+  QEMU_VM_EOF,
+  QEMU_VM_SECTION_END,
+  QEMU_VM_SECTION_FULL,
+  QEMU_VM_SECTION_PART,
+  QEMU_VM_SECTION_START,
+  QEMU_VM_VMDESCRIPTION,
+  StreamError,
+  badInput,
+  configurationMismatch,
+  isStreamError,
+  messageU32,
+  putRpPong,
+  putRpSwitchoverAck,
+  readCommand,
+  readConfiguration,
+  readFileHeader,
+  readSectionFooter,
+  readSectionHeader,
+  readSectionType,
+} from '../stream/index.ts';
+import type {
+  LocalConfiguration,
+  QEMUFileReader,
+  QEMUFileWriter,
+  SectionHeader,
+} from '../stream/index.ts';
+import type { MigrationCapability } from '../options/index.ts';
+import type { LoadContext } from './handlers.ts';
+import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
+import { hookError } from './save.ts';
+
+export interface LoadVMOptions {
+  readonly registry: SaveVMRegistry;
+  readonly file: QEMUFileReader;
+  /** What the configuration section must match, or null with `send-configuration` off. */
+  readonly local: LocalConfiguration | null;
+  readonly sendSectionFooter: boolean;
+  capability(name: MigrationCapability): boolean;
+  /** Opens the return path on the same channel; null when the channel has none (file:). */
+  readonly openReturnPath: (() => QEMUFileWriter) | null;
+}
+
+function sectionName(e: SaveStateEntry, sectionId: number): string {
+  return `section '${e.idstr}' instance ${e.instanceId} (section id ${sectionId})`;
+}
+
+/** The error seen from the section it happened in: context plus the offset. */
+function inSection(err: unknown, what: string, offset: number): StreamError {
+  if (isStreamError(err)) return err.withContext(what);
+  const reason = err instanceof Error ? err.message : String(err);
+  return new StreamError(`${what} at offset ${offset}: ${reason}`, offset, what, { cause: err });
+}
+
+export class LoadVMState {
+  readonly #f: QEMUFileReader;
+  readonly #registry: SaveVMRegistry;
+  readonly #local: LocalConfiguration | null;
+  readonly #footers: boolean;
+  readonly #capability: (name: MigrationCapability) => boolean;
+  readonly #openReturnPath: (() => QEMUFileWriter) | null;
+  readonly #entries: readonly SaveStateEntry[];
+  /** `se->load_section_id`: the incoming section ids bound by START/FULL. */
+  readonly #bound = new Map<number, SaveStateEntry>();
+  readonly #ctx: LoadContext;
+  #rp: QEMUFileWriter | null = null;
+  /** `switchover_ack_pending_num`. */
+  #ackPending = 0;
+  /** Things QEMU only reports (a missing vmdesc). */
+  readonly warnings: string[] = [];
+
+  constructor(opts: LoadVMOptions) {
+    this.#f = opts.file;
+    this.#registry = opts.registry;
+    this.#local = opts.local;
+    this.#footers = opts.sendSectionFooter;
+    this.#capability = (name) => opts.capability(name);
+    this.#openReturnPath = opts.openReturnPath;
+    this.#entries = opts.registry.entries();
+    this.#ctx = {
+      capability: (name) => opts.capability(name as MigrationCapability),
+      approveSwitchover: () => this.#approveSwitchover(),
+    };
+  }
+
+  /** The return path, once the source opened it. */
+  get returnPath(): QEMUFileWriter | null {
+    return this.#rp;
+  }
+
+  /** Approvals still awaited before SWITCHOVER_ACK is sent. */
+  get switchoverAckPending(): number {
+    return this.#ackPending;
+  }
+
+  /** `qemu_loadvm_state`: resolves once EOF (and the vmdesc) was read. */
+  async load(): Promise<void> {
+    await this.#header();
+    await this.#setup();
+    if (this.#capability('switchover-ack')) {
+      for (const e of this.#entries) {
+        if (e.handlers.switchoverAckNeeded?.() === true) this.#ackPending++;
+      }
+    }
+    await this.#main();
+    await this.#skipVmdesc();
+  }
+
+  /** `qemu_loadvm_state_cleanup`: every entry's load_cleanup; the failures, none skipped. */
+  async cleanup(): Promise<Error[]> {
+    const errors: Error[] = [];
+    for (const e of this.#entries) {
+      if (e.handlers.loadCleanup === undefined) continue;
+      try {
+        await e.handlers.loadCleanup();
+      } catch (err) {
+        errors.push(hookError('load_cleanup', e, err));
+      }
+    }
+    return errors;
+  }
+
+  async #header(): Promise<void> {
+    await readFileHeader(this.#f);
+    if (this.#local === null) return;
+    const at = this.#f.offset;
+    const cfg = await readConfiguration(this.#f);
+    const mismatch = configurationMismatch(cfg, this.#local);
+    if (mismatch !== null) throw badInput(at, 'configuration section', mismatch);
+  }
+
+  async #setup(): Promise<void> {
+    for (const e of this.#entries) {
+      if (e.handlers.loadSetup === undefined || e.handlers.isActive?.() === false) continue;
+      try {
+        await e.handlers.loadSetup(this.#ctx);
+      } catch (err) {
+        throw hookError('load_setup', e, err);
+      }
+    }
+  }
+
+  /** `qemu_loadvm_state_main`. */
+  async #main(): Promise<void> {
+    for (;;) {
+      const at = this.#f.offset;
+      const type = await readSectionType(this.#f);
+      switch (type) {
+        case QEMU_VM_SECTION_START:
+        case QEMU_VM_SECTION_FULL:
+        case QEMU_VM_SECTION_PART:
+        case QEMU_VM_SECTION_END:
+          await this.#section(await readSectionHeader(this.#f, type), at);
+          break;
+        case QEMU_VM_COMMAND:
+          await this.#command(at);
+          break;
+        case QEMU_VM_EOF:
+          return;
+      }
+    }
+  }
+
+  async #section(h: SectionHeader, at: number): Promise<void> {
+    let e: SaveStateEntry | undefined;
+    let versionId: number;
+    if (h.type === QEMU_VM_SECTION_START || h.type === QEMU_VM_SECTION_FULL) {
+      e = this.#registry.find(h.idstr, h.instanceId);
+      if (e === undefined) {
+        throw badInput(
+          at,
+          'section header',
+          `Unknown savevm section or instance '${h.idstr}' ${h.instanceId}. Make sure that ` +
+            'your current VM setup matches your saved VM setup, including any hotplugged devices',
+        );
+      }
+      if (h.versionId > e.versionId) {
+        throw badInput(
+          at,
+          sectionName(e, h.sectionId),
+          `savevm: unsupported version ${h.versionId} for '${h.idstr}' v${e.versionId}`,
+        );
+      }
+      this.#bound.set(h.sectionId, e);
+      versionId = h.versionId;
+    } else {
+      e = this.#bound.get(h.sectionId);
+      if (e === undefined) {
+        throw badInput(at, 'section header', `Unknown savevm section ${h.sectionId}`);
+      }
+      versionId = e.versionId;
+    }
+    const what = sectionName(e, h.sectionId);
+    try {
+      if (e.handlers.loadState === undefined) throw new Error('the entry loads no state');
+      await e.handlers.loadState(this.#f, versionId);
+      if (this.#footers) await readSectionFooter(this.#f, h.sectionId, e.idstr);
+    } catch (err) {
+      throw inSection(err, what, this.#f.offset);
+    }
+  }
+
+  /** `loadvm_process_command`. */
+  async #command(at: number): Promise<void> {
+    const cmd = await readCommand(this.#f);
+    switch (cmd.type) {
+      case MIG_CMD_OPEN_RETURN_PATH:
+        // Opening it twice is only reported by QEMU, not fatal.
+        if (this.#rp !== null) return;
+        if (this.#openReturnPath === null) {
+          throw badInput(at, 'command OPEN_RETURN_PATH', 'this channel has no return path');
+        }
+        this.#rp = this.#openReturnPath();
+        // switchover-ack on but nobody needs it: approve at once (§2.5).
+        if (this.#capability('switchover-ack') && this.#ackPending === 0) {
+          await this.#sendSwitchoverAck();
+        }
+        return;
+      case MIG_CMD_PING: {
+        const value = messageU32(cmd);
+        if (this.#rp === null) {
+          throw badInput(
+            at,
+            'command PING',
+            `CMD_PING (0x${value.toString(16)}) received with no return path`,
+          );
+        }
+        putRpPong(this.#rp, value);
+        await this.#rp.flush();
+        return;
+      }
+      case MIG_CMD_SWITCHOVER_START:
+        for (const e of this.#entries) {
+          if (e.handlers.switchoverStart === undefined) continue;
+          try {
+            await e.handlers.switchoverStart();
+          } catch (err) {
+            throw inSection(hookError('switchover_start', e, err), 'command SWITCHOVER_START', at);
+          }
+        }
+        return;
+      default:
+        throw badInput(
+          at,
+          `command ${cmd.name}`,
+          'not supported (postcopy, COLO and packaged device state are not implemented)',
+        );
+    }
+  }
+
+  /** `qemu_loadvm_approve_switchover`. */
+  async #approveSwitchover(): Promise<void> {
+    if (this.#ackPending === 0) {
+      throw new Error('switchover approved, but no approval was pending (spurious approval)');
+    }
+    this.#ackPending--;
+    if (this.#ackPending === 0) await this.#sendSwitchoverAck();
+  }
+
+  async #sendSwitchoverAck(): Promise<void> {
+    if (this.#rp === null) throw new Error('cannot send SWITCHOVER_ACK: no return path is open');
+    putRpSwitchoverAck(this.#rp);
+    await this.#rp.flush();
+  }
+
+  /**
+   * The description after EOF is for analysis tools: skipped without allocating. Its absence
+   * or a broken one is only reported, as QEMU does; the state itself loaded fine.
+   */
+  async #skipVmdesc(): Promise<void> {
+    try {
+      if (await this.#f.atEnd()) {
+        this.warnings.push('Expected vmdescription section, but the stream ended');
+        return;
+      }
+      const marker = await this.#f.peekU8('vmdesc marker');
+      if (marker !== QEMU_VM_VMDESCRIPTION) {
+        this.warnings.push(`Expected vmdescription section, but got ${marker}`);
+        return;
+      }
+      await this.#f.skip(1);
+      const len = await this.#f.getBe32('vmdesc length');
+      await this.#f.skip(len, 'vmdesc JSON');
+    } catch (err) {
+      this.warnings.push(`vmdesc: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
