@@ -1,0 +1,607 @@
+/**
+ * The outgoing side of a VM's migration (QEMU's MigrationState, migration/migration.c;
+ * qemu-migration.md §2.1–§2.5, §5.1).
+ *
+ * `migrate(uri)` checks and initialises synchronously, then the migration "thread" runs as an
+ * async loop on the event loop, yielding between passes so QMP is never starved:
+ *
+ *   connect, rate limit = max-bandwidth, return path, 'precopy-setup' notifiers
+ *   header, START sections; setup → active
+ *   loop: estimate (then exact) pending; switch over when it fits the threshold and the
+ *         switchover is acked (if asked); else one iterate pass; at each 100 ms window end
+ *         measure the bandwidth, threshold = bandwidth × downtime-limit; sleep when the
+ *         window's budget is spent
+ *   switchover: downtime starts, VM stopped (finish-migrate), [pre-switchover, wait for
+ *         migrate-continue], device, SWITCHOVER_START, END/FULL/EOF/vmdesc, wait for the
+ *         destination's SHUT; downtime ends; completed → postmigrate
+ *   on failure or cancel: the guest is restarted if it was running, every save_cleanup runs,
+ *         then the 'precopy-failed' notifiers. Nothing of the guest is lost.
+ */
+import type { GuestMemory } from '../memory/guest-memory.ts';
+import { TARGET_PAGE_SIZE } from '../memory/page.ts';
+import type { VmRunControl } from '../guest/run-control.ts';
+import { RunState, runStateIsLive } from '../guest/runstate.ts';
+import type { VmChangeStateFailure } from '../guest/vm-change-state.ts';
+import type { MigrationBlockers } from './blockers.ts';
+import { realClock, yieldToEventLoop } from './clock.ts';
+import type { MigrationClock } from './clock.ts';
+import type { MigrationEvents } from './events.ts';
+import type { GlobalState } from './global-state.ts';
+import type { MigrationInfo, MigrationInfoProvider, MigrationInfoSource } from './info.ts';
+import { MigrationStats } from './migration-stats.ts';
+import type { MigrationNotifiers } from './notifiers.ts';
+import type { MigrationCapability, MigrationOptions } from './options/index.ts';
+import type { RamSaveEnvironment } from './ram/save.ts';
+import { BUFFER_DELAY, RateLimiter } from './rate-limit.ts';
+import { sourceConfiguration } from './savevm/configuration.ts';
+import type { SaveContext } from './savevm/handlers.ts';
+import type { SaveVMRegistry } from './savevm/registry.ts';
+import { SaveVMState, hookError, saveStateCleanup } from './savevm/save.ts';
+import { SourceReturnPath } from './source-return-path.ts';
+import {
+  MigrationStatus,
+  migrationHasFailed,
+  migrationIsFinished,
+  migrationIsRunning,
+} from './status.ts';
+import type { QEMUFileWriter } from './stream/index.ts';
+import { connect as transportConnect, toMigrationUri } from './transport/index.ts';
+import type { MigrationConnection, MigrationUri } from './transport/index.ts';
+
+const S = MigrationStatus;
+
+/** How long the switchover waits for the destination's SHUT by default (ms). */
+export const DEFAULT_RETURN_PATH_TIMEOUT_MS = 30_000;
+
+export interface MigrationStateDeps {
+  readonly registry: SaveVMRegistry;
+  readonly memory: GuestMemory;
+  readonly runControl: VmRunControl;
+  readonly notifiers: MigrationNotifiers;
+  readonly blockers: MigrationBlockers;
+  readonly options: MigrationOptions;
+  readonly events: MigrationEvents;
+  /** Written in the configuration section; the destination's must be the same. */
+  readonly machineType: string;
+  /** `global_state_store` at the switchover (absent: no globalstate entry). */
+  readonly globalState?: GlobalState;
+  readonly clock?: MigrationClock;
+  /** Opens the outgoing channel; default the tcp/unix/file transports. */
+  readonly connect?: (uri: MigrationUri, signal: AbortSignal) => Promise<MigrationConnection>;
+  /** How long the switchover waits for the destination's SHUT (ms). */
+  readonly returnPathTimeoutMs?: number;
+}
+
+/** Joins VM-state handler failures into one message naming each handler. */
+export function describeHandlerFailures(failures: readonly VmChangeStateFailure[]): string {
+  return failures
+    .map((f) => {
+      const reason = f.error instanceof Error ? f.error.message : String(f.error);
+      return `${f.name} (${f.phase}): ${reason}`;
+    })
+    .join('; ');
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
+  readonly stats = new MigrationStats();
+  readonly clock: MigrationClock;
+  readonly options: MigrationOptions;
+  readonly events: MigrationEvents;
+  readonly #deps: MigrationStateDeps;
+  readonly #rate: RateLimiter;
+  readonly #infoProviders: MigrationInfoProvider[] = [];
+
+  #status: MigrationStatus = S.NONE;
+  #error: Error | null = null;
+  readonly #warnings: string[] = [];
+  #abort = new AbortController();
+  #conn: MigrationConnection | null = null;
+  #file: QEMUFileWriter | null = null;
+  #rp: SourceReturnPath | null = null;
+  #continueWaiter: (() => void) | null = null;
+  #finished: Promise<MigrationStatus> = Promise.resolve(S.NONE);
+
+  // Times in ms on `clock`, and the rates of the last window (§2.2, §5.1).
+  #startTime = 0;
+  #setupTime = 0;
+  #totalTime = 0;
+  #downtimeStart = 0;
+  #downtime = 0;
+  #expectedDowntime = 0;
+  #mbps = 0;
+  #pagesPerSecond = 0;
+  #thresholdSize = 0;
+  #iterationStartTime = 0;
+  #iterationInitialBytes = 0;
+  #iterationInitialPages = 0;
+  /** `vm_old_state`: the run state before the switchover stopped the VM. */
+  #vmOldState: RunState | null = null;
+
+  constructor(deps: MigrationStateDeps) {
+    this.#deps = deps;
+    this.clock = deps.clock ?? realClock;
+    this.options = deps.options;
+    this.events = deps.events;
+    this.#rate = new RateLimiter(() => this.#transferred());
+    deps.options.addGuard(() =>
+      migrationIsRunning(this.#status) ? "There's a migration process in progress" : null,
+    );
+    deps.options.onParametersChanged((p) => {
+      // A running migration takes a new max-bandwidth at once (migrate_params_apply).
+      if (this.#status === S.ACTIVE || this.#status === S.SETUP) this.#rate.set(p['max-bandwidth']);
+    });
+  }
+
+  get status(): MigrationStatus {
+    return this.#status;
+  }
+
+  /** Why the last migration failed (`error-desc`), or null. */
+  get error(): Error | null {
+    return this.#error;
+  }
+
+  /** Problems the last migration only reported (cleanup and notifier failures). */
+  get warnings(): readonly string[] {
+    return this.#warnings;
+  }
+
+  /** Resolves with the final status once the current (or last) migration is cleaned up. */
+  whenFinished(): Promise<MigrationStatus> {
+    return this.#finished;
+  }
+
+  /** `runstate_is_running`. */
+  guestRunning(): boolean {
+    return this.#deps.runControl.isRunning();
+  }
+
+  /** Adds fields to query-migrate (VFIO's `vfio`); returns the function that removes it. */
+  addInfoProvider(provider: MigrationInfoProvider): () => void {
+    this.#infoProviders.push(provider);
+    return () => {
+      const i = this.#infoProviders.indexOf(provider);
+      if (i >= 0) this.#infoProviders.splice(i, 1);
+    };
+  }
+
+  // --- QMP commands ------------------------------------------------------------------------
+
+  /**
+   * `migrate`: refuses (throws, QEMU's message) or starts the migration and returns at once;
+   * the outcome is in `status` / `whenFinished()`.
+   */
+  migrate(uri: string | MigrationUri): void {
+    const target = toMigrationUri(uri);
+    this.#prepare();
+    this.#init();
+    this.#finished = this.#thread(target);
+  }
+
+  /** `migrate_cancel`: succeeds even without a migration; shuts the channel down. */
+  cancel(): void {
+    this.#rp?.close();
+    if (!migrationIsRunning(this.#status)) return;
+    this.#setStatus(this.#status, S.CANCELLING);
+    this.#wakeContinue();
+    this.#abort.abort(new Error('migration cancelled'));
+    this.#conn?.destroy(new Error('migration cancelled'));
+  }
+
+  /** `migrate-continue`: leaves `pre-switchover`. */
+  continue(state: MigrationStatus): void {
+    if (this.#status !== state) {
+      throw new Error(`Migration not in expected state: ${this.#status}`);
+    }
+    this.#wakeContinue();
+  }
+
+  /** `fill_source_migration_info`. */
+  fillInfo(info: MigrationInfo): void {
+    const reasons = this.#deps.blockers.reasons();
+    if (reasons.length > 0) info['blocked-reasons'] = reasons;
+    switch (this.#status) {
+      case S.NONE:
+        // Never migrated out: the destination's status, if any, stays.
+        return;
+      case S.ACTIVE:
+      case S.CANCELLING:
+      case S.PRE_SWITCHOVER:
+      case S.DEVICE:
+      case S.COMPLETED:
+        this.#populateTimeInfo(info);
+        this.#populateRamInfo(info);
+        for (const p of this.#infoProviders) p.populate(info);
+        break;
+      default:
+        break;
+    }
+    info.status = this.#status;
+    if (this.#error !== null) info['error-desc'] = this.#error.message;
+  }
+
+  // --- migrate: checks and initialisation --------------------------------------------------
+
+  /** `migrate_prepare`. */
+  #prepare(): void {
+    if (migrationIsRunning(this.#status)) {
+      throw new Error("There's a migration process in progress");
+    }
+    const rs = this.#deps.runControl.runState;
+    if (rs === RunState.INMIGRATE) throw new Error('Guest is waiting for an incoming migration');
+    if (rs === RunState.POSTMIGRATE) {
+      throw new Error("Can't migrate the vm that was paused due to previous migration");
+    }
+    const reasons = this.#deps.blockers.reasons();
+    if (reasons.length > 0) throw new Error(reasons.join('; '));
+  }
+
+  /** `migrate_init`: save_prepare hooks may refuse; then every counter starts over. */
+  #init(): void {
+    const ctx = this.#saveContext();
+    for (const e of this.#deps.registry.entries()) {
+      const h = e.handlers;
+      if (h.savePrepare === undefined || h.isActive?.() === false) continue;
+      try {
+        h.savePrepare(ctx);
+      } catch (err) {
+        throw hookError('save_prepare', e, err);
+      }
+    }
+    this.stats.reset();
+    for (const p of this.#infoProviders) p.reset?.();
+    this.#error = null;
+    this.#warnings.length = 0;
+    this.#abort = new AbortController();
+    this.#conn = null;
+    this.#file = null;
+    this.#rp = null;
+    this.#continueWaiter = null;
+    this.#setupTime = 0;
+    this.#totalTime = 0;
+    this.#downtime = 0;
+    this.#expectedDowntime = 0;
+    this.#mbps = 0;
+    this.#pagesPerSecond = 0;
+    this.#thresholdSize = 0;
+    this.#vmOldState = null;
+    this.#status = S.NONE;
+    this.#setStatus(S.NONE, S.SETUP);
+    this.#startTime = this.clock.now();
+  }
+
+  #saveContext(): SaveContext {
+    return {
+      capability: (name) => this.options.capability(name as MigrationCapability) === true,
+      guestRunning: () => this.guestRunning(),
+    };
+  }
+
+  // --- the migration thread ----------------------------------------------------------------
+
+  /** Never rejects: every failure ends in `failed` (or `cancelled`) and a cleanup. */
+  async #thread(uri: MigrationUri): Promise<MigrationStatus> {
+    try {
+      await this.#connect(uri);
+      if (this.#status === S.SETUP) await this.#migrationThread();
+    } catch (err) {
+      this.#fail(err);
+    }
+    await this.#iterationFinish();
+    await this.#cleanup();
+    return this.#status;
+  }
+
+  /** `migrate_fd_connect`. */
+  async #connect(uri: MigrationUri): Promise<void> {
+    const open = this.#deps.connect ?? ((u, signal) => transportConnect(u, { signal }));
+    const conn = await open(uri, this.#abort.signal);
+    this.#conn = conn;
+    if (this.#status !== S.SETUP) return;
+    this.#file = conn.openWriter();
+    this.#rate.set(this.options.parameters['max-bandwidth']);
+    this.#rate.reset();
+    if (this.options.capability('return-path')) {
+      if (!conn.returnPath) {
+        throw new Error(`Unable to open return-path: ${conn.description} has no way back`);
+      }
+      const rp = new SourceReturnPath(conn.openReader());
+      this.#rp = rp;
+      rp.done.catch((err: unknown) => this.#returnPathFailed(err));
+    }
+    const errors = await this.#deps.notifiers.notify('precopy-setup');
+    if (errors.length > 0) {
+      throw new Error(`migration notifier refused: ${errors.map((e) => e.message).join('; ')}`);
+    }
+    this.#expectedDowntime = this.options.parameters['downtime-limit'];
+  }
+
+  /** `migration_thread`. */
+  async #migrationThread(): Promise<void> {
+    const file = this.#file!;
+    const save = new SaveVMState({
+      registry: this.#deps.registry,
+      file,
+      ctx: this.#saveContext(),
+      configuration: sourceConfiguration(this.#deps.machineType, this.options),
+      sendSectionFooter: this.options.properties['send-section-footer'],
+      pageSize: TARGET_PAGE_SIZE,
+    });
+    this.#updateIterationInitialStatus();
+    const setupStart = this.clock.now();
+    await save.header(this.#rp !== null);
+    await save.setup();
+    this.#setStatus(S.SETUP, S.ACTIVE);
+    this.#setupTime = this.clock.now() - setupStart;
+
+    while (this.#status === S.ACTIVE) {
+      if (!this.#rate.exceeded()) {
+        if (await this.#iterationRun(save)) break;
+      }
+      if (this.#detectError()) break;
+      await this.#rateLimit();
+      await yieldToEventLoop();
+    }
+  }
+
+  /** `migration_iteration_run`: true once the switchover ran (the loop ends). */
+  async #iterationRun(save: SaveVMState): Promise<boolean> {
+    const canSwitchover = this.#canSwitchover();
+    let pending = save.pendingEstimate();
+    let size = pending.mustPrecopy + pending.canPostcopy;
+    if (size < this.#thresholdSize) {
+      pending = await save.pendingExact();
+      size = pending.mustPrecopy + pending.canPostcopy;
+    }
+    if ((size === 0 || size < this.#thresholdSize) && canSwitchover) {
+      await this.#completion(save);
+      return true;
+    }
+    await save.iterate(this.#rate);
+    return false;
+  }
+
+  /** `migration_can_switchover` (§2.5). */
+  #canSwitchover(): boolean {
+    if (!this.options.capability('switchover-ack')) return true;
+    if (!this.#deps.runControl.isRunning()) return true;
+    return this.#rp?.switchoverAcked === true;
+  }
+
+  /** `migration_detect_error`: true when the loop must end. */
+  #detectError(): boolean {
+    if (this.#status === S.CANCELLING || this.#status === S.CANCELLED) return true;
+    if (this.#error === null) return false;
+    this.#setStatus(this.#status, S.FAILED);
+    return true;
+  }
+
+  /** `migration_rate_limit`: counters at window end; sleep out a spent budget. */
+  async #rateLimit(): Promise<void> {
+    const now = this.clock.now();
+    this.#updateCounters(now);
+    if (this.#rate.exceeded()) {
+      await this.clock.sleep(this.#iterationStartTime + BUFFER_DELAY - now, this.#abort.signal);
+    }
+  }
+
+  /** `migration_update_counters` (§2.2). */
+  #updateCounters(now: number): void {
+    if (now < this.#iterationStartTime + BUFFER_DELAY) return;
+    const params = this.options.parameters;
+    const transferred = this.#transferred() - this.#iterationInitialBytes;
+    const timeSpent = now - this.#iterationStartTime;
+    const bandwidth = transferred / timeSpent; // bytes per ms
+    const switchoverBw = params['avail-switchover-bandwidth'];
+    const expectedBwPerMs = switchoverBw > 0 ? switchoverBw / 1000 : bandwidth;
+    this.#thresholdSize = expectedBwPerMs * params['downtime-limit'];
+    this.#mbps = (transferred * 8) / (timeSpent / 1000) / 1e6;
+    const pages = this.stats.transferredPages - this.#iterationInitialPages;
+    this.#pagesPerSecond = pages / (timeSpent / 1000);
+    // Only once RAM has a dirty rate and this window moved something worth measuring.
+    if (this.stats.dirtyPagesRate > 0 && transferred > 10000 && expectedBwPerMs > 0) {
+      this.#expectedDowntime = this.stats.dirtyBytesLastSync / expectedBwPerMs;
+    }
+    this.#rate.reset();
+    this.#updateIterationInitialStatus();
+  }
+
+  #updateIterationInitialStatus(): void {
+    this.#iterationStartTime = this.clock.now();
+    this.#iterationInitialBytes = this.#transferred();
+    this.#iterationInitialPages = this.stats.transferredPages;
+  }
+
+  /** `migration_transferred_bytes`: main channel (RAM, devices, framing) + multifd. */
+  #transferred(): number {
+    return (this.#file?.bytesWritten ?? 0) + this.stats.multifdBytes;
+  }
+
+  // --- the switchover ----------------------------------------------------------------------
+
+  /** `migration_completion` (§2.4); failures end in `failed`, a cancel in `cancelling`. */
+  async #completion(save: SaveVMState): Promise<void> {
+    try {
+      await this.#stopVm();
+      if (!(await this.#switchoverPrepare())) return;
+      this.#rate.set(0);
+      if (this.options.properties['send-switchover-start']) await save.sendSwitchoverStart();
+      await save.completePrecopy();
+      if (this.#rp !== null) await this.#waitForShut(this.#rp);
+      if (this.#error !== null) throw this.#error;
+      this.#completionEnd();
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  /** `migration_stop_vm`: downtime starts; VM-state handler failures fail the migration. */
+  async #stopVm(): Promise<void> {
+    this.#downtimeStart = this.clock.now();
+    this.#vmOldState = this.#deps.runControl.runState;
+    if (this.options.properties['store-global-state']) this.#deps.globalState?.store();
+    const failures = await this.#deps.runControl.vmStopForceState(RunState.FINISH_MIGRATE);
+    if (failures.length > 0) {
+      throw new Error(`stopping the VM failed: ${describeHandlerFailures(failures)}`);
+    }
+  }
+
+  /** `migration_switchover_prepare`: [pre-switchover until migrate-continue], then device. */
+  async #switchoverPrepare(): Promise<boolean> {
+    if (this.#status !== S.ACTIVE) return false;
+    if (this.options.capability('pause-before-switchover')) {
+      this.#setStatus(S.ACTIVE, S.PRE_SWITCHOVER);
+      await new Promise<void>((resolve) => (this.#continueWaiter = resolve));
+      return this.#setStatus(S.PRE_SWITCHOVER, S.DEVICE);
+    }
+    return this.#setStatus(S.ACTIVE, S.DEVICE);
+  }
+
+  #wakeContinue(): void {
+    const wake = this.#continueWaiter;
+    this.#continueWaiter = null;
+    wake?.();
+  }
+
+  /** `close_return_path_on_source` on success: the destination's SHUT, within the timeout. */
+  async #waitForShut(rp: SourceReturnPath): Promise<void> {
+    const ms = this.#deps.returnPathTimeoutMs ?? DEFAULT_RETURN_PATH_TIMEOUT_MS;
+    const stop = new AbortController();
+    const timedOut = this.clock.sleep(ms, stop.signal).then(() => {
+      if (!stop.signal.aborted) {
+        throw new Error(`the destination did not end the migration (SHUT) within ${ms} ms`);
+      }
+    });
+    try {
+      await Promise.race([rp.done, timedOut]);
+    } finally {
+      stop.abort();
+    }
+  }
+
+  /** `migration_completion_end`: downtime (up to SHUT, as QEMU measures it), total, mbps. */
+  #completionEnd(): void {
+    const end = this.clock.now();
+    const bytes = this.#transferred();
+    this.#downtime = end - this.#downtimeStart;
+    this.#totalTime = end - this.#startTime;
+    const transferTime = this.#totalTime - this.#setupTime;
+    if (transferTime > 0) this.#mbps = (bytes * 8) / transferTime / 1000;
+    this.#setStatus(this.#status, S.COMPLETED);
+  }
+
+  // --- the end, either way -------------------------------------------------------------------
+
+  /** `migration_iteration_finish`: postmigrate, or the guest back as it was. */
+  async #iterationFinish(): Promise<void> {
+    const rc = this.#deps.runControl;
+    if (this.#status === S.COMPLETED) {
+      rc.runstateSet(RunState.POSTMIGRATE);
+      return;
+    }
+    const old = this.#vmOldState;
+    if (old === null) return;
+    if (runStateIsLive(old)) {
+      if (rc.runState === RunState.SHUTDOWN) return;
+      const failures = await rc.vmStart();
+      if (failures.length > 0) {
+        this.#warnings.push(`restarting the VM: ${describeHandlerFailures(failures)}`);
+      }
+    } else if (rc.runState === RunState.FINISH_MIGRATE) {
+      rc.runstateSet(old);
+    }
+  }
+
+  /** `migrate_fd_cleanup`: save_cleanup, channel closed, cancelled, notifiers. */
+  async #cleanup(): Promise<void> {
+    for (const err of await saveStateCleanup(this.#deps.registry)) this.#warnings.push(err.message);
+    this.#rp?.close();
+    await this.#closeChannel();
+    if (this.#status === S.CANCELLING) this.#setStatus(S.CANCELLING, S.CANCELLED);
+    const event = migrationHasFailed(this.#status) ? 'precopy-failed' : 'precopy-done';
+    for (const err of await this.#deps.notifiers.notify(event)) {
+      this.#warnings.push(`${event} notifier: ${err.message}`);
+    }
+  }
+
+  async #closeChannel(): Promise<void> {
+    const conn = this.#conn;
+    if (conn === null) return;
+    if (this.#status !== S.COMPLETED) {
+      conn.destroy();
+      return;
+    }
+    try {
+      await this.#file?.close();
+      await conn.close();
+    } catch (err) {
+      this.#warnings.push(`closing ${conn.description}: ${asError(err).message}`);
+      conn.destroy();
+    }
+  }
+
+  /** `migrate_set_error` + FAILED, unless the migration is being cancelled. */
+  #fail(err: unknown): void {
+    if (this.#status === S.CANCELLING || migrationIsFinished(this.#status)) return;
+    this.#error ??= asError(err);
+    this.#setStatus(this.#status, S.FAILED);
+  }
+
+  /** The return path failed while migrating: record it and shut the channel (unblocks writes). */
+  #returnPathFailed(err: unknown): void {
+    if (!migrationIsRunning(this.#status) || this.#status === S.CANCELLING) return;
+    this.#error ??= asError(err);
+    this.#conn?.destroy(this.#error);
+  }
+
+  /** `migrate_set_state`: moves only from `from`; emits MIGRATION. */
+  #setStatus(from: MigrationStatus, to: MigrationStatus): boolean {
+    if (this.#status !== from) return false;
+    this.#status = to;
+    this.events.status(to);
+    return true;
+  }
+
+  // --- query-migrate -------------------------------------------------------------------------
+
+  /** `populate_time_info`. */
+  #populateTimeInfo(info: MigrationInfo): void {
+    info['setup-time'] = Math.round(this.#setupTime);
+    const completed = this.#status === S.COMPLETED;
+    info['total-time'] = Math.round(
+      completed ? this.#totalTime : this.clock.now() - this.#startTime,
+    );
+    if (completed) info.downtime = Math.round(this.#downtime);
+    else info['expected-downtime'] = Math.round(this.#expectedDowntime);
+  }
+
+  /** `populate_ram_info`. */
+  #populateRamInfo(info: MigrationInfo): void {
+    const s = this.stats;
+    const completed = this.#status === S.COMPLETED;
+    info.ram = {
+      transferred: this.#transferred(),
+      remaining: completed ? 0 : this.#deps.memory.dirtyCount * TARGET_PAGE_SIZE,
+      total: this.#deps.memory.ramSize,
+      duplicate: s.zeroPages,
+      normal: s.normalPages,
+      'normal-bytes': s.normalPages * TARGET_PAGE_SIZE,
+      'dirty-pages-rate': completed ? 0 : s.dirtyPagesRate,
+      mbps: this.#mbps,
+      'dirty-sync-count': s.dirtySyncCount,
+      'postcopy-requests': s.postcopyRequests,
+      'page-size': TARGET_PAGE_SIZE,
+      'multifd-bytes': s.multifdBytes,
+      'pages-per-second': Math.round(this.#pagesPerSecond),
+      'precopy-bytes': s.precopyBytes,
+      'downtime-bytes': s.downtimeBytes,
+      'postcopy-bytes': s.postcopyBytes,
+      'dirty-sync-missed-zero-copy': s.dirtySyncMissedZeroCopy,
+      'iteration-count': s.iterationCount,
+    };
+  }
+}
