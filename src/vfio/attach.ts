@@ -110,6 +110,11 @@ export class VfioDeviceSet {
     );
   }
 
+  /** `query-migrate`'s `"vfio": {"transferred": N}`, or undefined when it is not shown. */
+  queryMigrateInfo(): { transferred: number } | undefined {
+    return this.migrationActive ? { transferred: this.stats.transferred } : undefined;
+  }
+
   /** Realizes one device (hotplug). Throws VfioRealizeError for `enable-migration=on` failures. */
   async add(config: VfioDeviceConfig): Promise<VfioPciDevice> {
     const id = config.device.id;

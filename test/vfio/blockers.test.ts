@@ -32,6 +32,7 @@ test('a migratable device registers "<PCI path>/vfio", instance 0, version 1; pa
   );
   assert.deepEqual(vm.blockers.reasons(), []);
   assert.equal(vm.set.migrationActive, true);
+  assert.deepEqual(vm.set.queryMigrateInfo(), { transferred: 0 });
 });
 
 test('enable-migration=off: a blocker, no savevm entry', async () => {
@@ -41,6 +42,7 @@ test('enable-migration=off: a blocker, no savevm entry', async () => {
   assert.deepEqual(vm.blockers.reasons(), ['nic0: Migration is disabled for VFIO device']);
   assert.equal(vm.registry.entries().length, 0);
   assert.equal(vm.set.migrationActive, false);
+  assert.equal(vm.set.queryMigrateInfo(), undefined);
 });
 
 test('a device without migration support: blocker in auto, realize error in on (and nothing left behind)', async () => {
