@@ -8,6 +8,7 @@ import type { VfioMigrationDevice } from '../device/device.ts';
 import type { VmRunControl } from '../guest/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
 import type { MigrationBlockers } from '../migration/blockers.ts';
+import type { MigrationInfoProvider, VfioStatsInfo } from '../migration/info.ts';
 import type { MigrationNotifiers } from '../migration/notifiers.ts';
 import type { SaveVMRegistry } from '../migration/savevm/registry.ts';
 import { MultipleDevicesBlocker } from './blockers.ts';
@@ -111,8 +112,21 @@ export class VfioDeviceSet {
   }
 
   /** `query-migrate`'s `"vfio": {"transferred": N}`, or undefined when it is not shown. */
-  queryMigrateInfo(): { transferred: number } | undefined {
+  queryMigrateInfo(): VfioStatsInfo | undefined {
     return this.migrationActive ? { transferred: this.stats.transferred } : undefined;
+  }
+
+  /**
+   * For the core's `outgoing.addInfoProvider`: fills `vfio` in `query-migrate`
+   * (`populate_vfio_info`). The counter itself is reset on 'precopy-setup'.
+   */
+  infoProvider(): MigrationInfoProvider {
+    return {
+      populate: (info) => {
+        const vfio = this.queryMigrateInfo();
+        if (vfio !== undefined) info.vfio = vfio;
+      },
+    };
   }
 
   /** Realizes one device (hotplug). Throws VfioRealizeError for `enable-migration=on` failures. */
