@@ -57,11 +57,17 @@ export async function readGlobalState(r: QEMUFileReader): Promise<RunState> {
 
 export class GlobalState implements SaveVMHandlers {
   readonly #runControl: VmRunControl;
+  readonly #optional: boolean;
   #stored: RunState | null = null;
   #received: RunState | null = null;
 
-  constructor(runControl: VmRunControl) {
+  /**
+   * `optional` is the migration property `store-global-state` off: then the section is only
+   * sent for run states other than running and paused (`global_state_needed`).
+   */
+  constructor(runControl: VmRunControl, opts: { optional?: boolean } = {}) {
     this.#runControl = runControl;
+    this.#optional = opts.optional ?? false;
   }
 
   /** `global_state_store`: remember the run state now, before the VM is stopped. */
@@ -78,9 +84,19 @@ export class GlobalState implements SaveVMHandlers {
     this.#stored = null;
   }
 
+  saveStateNeeded(): boolean {
+    if (!this.#optional) return true;
+    const state = this.#runState();
+    return state !== 'running' && state !== 'paused';
+  }
+
   saveState(f: QEMUFileWriter): Promise<void> {
-    putGlobalState(f, this.#stored ?? this.#runControl.runState);
+    putGlobalState(f, this.#runState());
     return Promise.resolve();
+  }
+
+  #runState(): RunState {
+    return this.#stored ?? this.#runControl.runState;
   }
 
   loadSetup(): Promise<void> {

@@ -443,7 +443,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   async #stopVm(): Promise<void> {
     this.#downtimeStart = this.clock.now();
     this.#vmOldState = this.#deps.runControl.runState;
-    if (this.options.properties['store-global-state']) this.#deps.globalState?.store();
+    this.#deps.globalState?.store();
     const failures = await this.#deps.runControl.vmStopForceState(RunState.FINISH_MIGRATE);
     if (failures.length > 0) {
       throw new Error(`stopping the VM failed: ${describeHandlerFailures(failures)}`);

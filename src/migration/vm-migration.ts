@@ -58,7 +58,9 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
   const options = new MigrationOptions(deps.options);
   const events = new MigrationEvents(options);
   const { registry, memory, runControl, machineType } = deps;
-  const globalState = new GlobalState(runControl);
+  const globalState = new GlobalState(runControl, {
+    optional: !options.properties['store-global-state'],
+  });
   const outgoing = new MigrationState({
     ...deps.outgoing,
     registry,

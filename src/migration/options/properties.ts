@@ -11,7 +11,7 @@ export interface MigrationProperties {
   'send-section-footer': boolean;
   /** Send MIG_CMD_SWITCHOVER_START at the start of the switchover (QEMU ≥ 10.0 machines). */
   'send-switchover-start': boolean;
-  /** Send the "globalstate" section with the source's run state. */
+  /** Always send "globalstate"; off: only for run states other than running and paused. */
   'store-global-state': boolean;
 }
 

@@ -75,6 +75,8 @@ export interface SaveVMHandlers {
   saveCompletePrecopyThread?(job: PrecopyThreadJob): Promise<void>;
   /** `save_state`: a non-iterable entry's FULL section, after every END section. */
   saveState?(f: QEMUFileWriter): Promise<void>;
+  /** `vmsd->needed`: false leaves the FULL section out this time (default true). */
+  saveStateNeeded?(): boolean;
 
   // --- destination ------------------------------------------------------------------------
   /** `load_setup`, after the header, before any section. */

@@ -249,7 +249,7 @@ export class SaveVMState {
     const devices: VmdescDevice[] = [];
     for (const e of this.#entries) {
       const h = e.handlers;
-      if (h.saveState === undefined) continue;
+      if (h.saveState === undefined || h.saveStateNeeded?.() === false) continue;
       let payload = 0;
       await this.#section(QEMU_VM_SECTION_FULL, e, 'save_state', async () => {
         const at = this.#f.bytesWritten;
