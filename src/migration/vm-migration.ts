@@ -1,8 +1,8 @@
 /**
  * Everything one VM needs to migrate, wired the way QEMU's migration_object_init does it:
  * shared options and events, the outgoing MigrationState, the incoming side, and the core's
- * own savevm entries — "ram" first (it precedes every device in every loop), "globalstate",
- * and the load-only "timer". Devices (VFIO) register after this, through the same registry,
+ * own savevm entries — the load-only "timer", "ram" (it precedes every device in every loop)
+ * and "globalstate". Devices (VFIO) register after this, through the same registry,
  * notifiers, blockers, dirty-log listeners and `outgoing.addInfoProvider`.
  */
 import type { VmRunControl } from '../guest/run-control.ts';
@@ -26,7 +26,7 @@ import type { SaveVMRegistry } from './savevm/registry.ts';
 import { registerTimer } from './timer.ts';
 
 export interface VmMigrationDeps {
-  /** Empty: RAM registers first. */
+  /** Empty: the core's entries come first. */
   readonly registry: SaveVMRegistry;
   readonly memory: GuestMemory;
   readonly runControl: VmRunControl;
@@ -74,9 +74,12 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
     globalState,
     clock: deps.clock,
   });
+  // QEMU's order: "timer" takes section id 0. A QEMU destination finds the entry of a PART
+  // or END section by its id, and entries it never bound all answer to 0; an iterative entry
+  // with id 0 (RAM, if it came first) would be taken for the first of them.
+  registerTimer(registry);
   const ram = registerRam(registry, memory, outgoing);
   registerGlobalState(registry, globalState);
-  registerTimer(registry);
   const incoming = new MigrationIncomingState({
     ...deps.incoming,
     registry,

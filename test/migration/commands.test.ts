@@ -293,7 +293,7 @@ test('RAM sizes must match: a length mismatch fails both sides', async (t) => {
   assert.equal(await dst.migration.incoming.whenFinished(), 'failed');
   assert.match(
     dst.migration.incoming.error?.message ?? '',
-    /^section 'ram' instance 0 \(section id 0\) at offset \d+: Length mismatch: ram: 0x100000 in != 0x200000: Invalid argument$/,
+    /^section 'ram' instance 0 \(section id 1\) at offset \d+: Length mismatch: ram: 0x100000 in != 0x200000: Invalid argument$/,
   );
   // The destination said so on the return path: SHUT with its error flag.
   assert.equal(await src.migration.outgoing.whenFinished(), 'failed');

@@ -149,28 +149,28 @@ test('a corrupted byte: the destination fails naming the section and offset, nev
   const { path } = await streamFile(t);
   const good = readFileSync(path);
   const gsAt = good.indexOf(Buffer.from('running\0', 'latin1'));
-  const ramPartAt = good.indexOf(Buffer.from('0200000000', 'hex'), 60); // PART of section 0
+  const ramPartAt = good.indexOf(Buffer.from('0200000001', 'hex'), 60); // RAM's first PART
   const cases: { at: number; value: number; error: RegExp }[] = [
     {
       // The run-state name inside globalstate's FULL section.
       at: gsAt + 1,
       value: 0x58,
       error:
-        /section 'globalstate' instance 0 \(section id 1\) at offset \d+: globalstate: 'rXnning' is not a run state/,
+        /section 'globalstate' instance 0 \(section id 2\) at offset \d+: globalstate: 'rXnning' is not a run state/,
     },
     {
       // The flags of the first RAM record of the PART section.
       at: ramPartAt + 5 + 7,
       value: 0x40,
       error:
-        /section 'ram' instance 0 \(section id 0\): ram record header at offset \d+: XBZRLE pages/,
+        /section 'ram' instance 0 \(section id 1\): ram record header at offset \d+: XBZRLE pages/,
     },
     {
       // The footer marker after RAM's START section.
-      at: good.indexOf(Buffer.from('7e00000000', 'hex')),
+      at: good.indexOf(Buffer.from('7e00000001', 'hex')),
       value: 0x7d,
       error:
-        /section 'ram' instance 0 \(section id 0\): section footer at offset 62: missing section footer/,
+        /section 'ram' instance 0 \(section id 1\): section footer at offset 62: missing section footer/,
     },
     {
       // The idstr of globalstate's FULL section.
@@ -200,7 +200,7 @@ test('a truncated stream fails at its end and starts nothing', async (t) => {
   assert.equal(dst.migration.incoming.status, 'failed');
   assert.match(
     dst.migration.query()['error-desc'] ?? '',
-    /section 'ram' instance 0 \(section id 0\): unexpected end of stream at offset \d+/,
+    /section 'ram' instance 0 \(section id 1\): unexpected end of stream at offset \d+/,
   );
   assert.equal(dst.runControl.runState, RunState.INMIGRATE);
 });

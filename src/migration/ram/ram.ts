@@ -1,6 +1,7 @@
 /**
- * RAM as a savevm entry: idstr "ram", instance 0, version 4, registered before anything else
- * so it precedes every device in setup, iterate and complete (qemu-migration.md §1.1).
+ * RAM as a savevm entry: idstr "ram", instance 0, version 4, registered before every entry
+ * that saves state, so it precedes every device in setup, iterate and complete
+ * (qemu-migration.md §1.1).
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { PendingSizes, RateLimit, SaveVMHandlers } from '../savevm/handlers.ts';
@@ -10,6 +11,15 @@ import { RAM_SECTION_IDSTR, RAM_SECTION_VERSION_ID } from './format.ts';
 import { RamLoadState } from './load.ts';
 import { RamSaveState } from './save.ts';
 import type { RamSaveEnvironment } from './save.ts';
+
+function savesState(h: SaveVMHandlers): boolean {
+  return (
+    h.saveSetup !== undefined ||
+    h.saveLiveIterate !== undefined ||
+    h.saveComplete !== undefined ||
+    h.saveState !== undefined
+  );
+}
 
 export class RamHandler implements SaveVMHandlers {
   readonly save: RamSaveState;
@@ -54,14 +64,15 @@ export class RamHandler implements SaveVMHandlers {
   }
 }
 
-/** `ram_mig_init`: must be the first registration of the VM. */
+/** `ram_mig_init`: before every other entry that saves state. */
 export function registerRam(
   registry: SaveVMRegistry,
   memory: GuestMemory,
   env: RamSaveEnvironment,
 ): RamHandler {
-  if (registry.entries().length > 0) {
-    throw new Error('RAM must be registered before any other savevm entry');
+  const saving = registry.entries().find((e) => savesState(e.handlers));
+  if (saving !== undefined) {
+    throw new Error(`RAM must be registered before '${saving.idstr}', which saves state`);
   }
   const handler = new RamHandler(memory, env);
   registry.register(RAM_SECTION_IDSTR, handler, {
