@@ -34,15 +34,21 @@ import {
   RamRecordDecoder,
 } from '../../../src/migration/ram/format.ts';
 import type { RamBlockInfo, RamFormatOptions } from '../../../src/migration/ram/format.ts';
+import {
+  GLOBAL_STATE_IDSTR,
+  GLOBAL_STATE_PAYLOAD_SIZE,
+  GLOBAL_STATE_VERSION_ID,
+} from '../../../src/migration/global-state.ts';
+import { TIMER_IDSTR, TIMER_VERSION_ID, timerPayloadSize } from '../../../src/migration/timer.ts';
 
 /**
- * Payload sizes of the non-iterable sections QEMU 7.2 sends for `-machine none`:
- * "timer" v2 = i64 cpu_ticks_offset, 8 unused bytes, i64 cpu_clock_offset;
- * "globalstate" v1 = u32 size (strlen + 1) + 100-byte run-state name buffer.
+ * Payload sizes of the non-iterable sections QEMU 7.2 sends for `-machine none`, as the core
+ * knows them: "timer" v2 (src/migration/timer.ts) and "globalstate" v1
+ * (src/migration/global-state.ts).
  */
 export const QEMU72_FULL_SECTIONS: Record<string, { versionId: number; size: number }> = {
-  timer: { versionId: 2, size: 24 },
-  globalstate: { versionId: 1, size: 104 },
+  [TIMER_IDSTR]: { versionId: TIMER_VERSION_ID, size: timerPayloadSize(TIMER_VERSION_ID) },
+  [GLOBAL_STATE_IDSTR]: { versionId: GLOBAL_STATE_VERSION_ID, size: GLOBAL_STATE_PAYLOAD_SIZE },
 };
 
 export interface DecodedSection {
