@@ -1,0 +1,128 @@
+/**
+ * The VM's QMP commands (qemu-migration.md §5.2): run control, migration control and
+ * statistics, and two extensions for verification and visibility: `x-query-state-digest` and
+ * `x-query-vfio`. Argument checks that QEMU words itself (capabilities, parameters) are left
+ * to the migration options so the messages come from one place.
+ */
+import { z } from 'zod';
+import { DEFAULT_MIGRATION_PARAMETERS, MigrationStatus } from '../../migration/index.ts';
+import { flagsName, stateName } from '../../uapi/index.ts';
+import { qapiVfioMigrationState } from '../../vfio/index.ts';
+import type { Vm } from '../../vm/index.ts';
+import { genericError } from '../errors.ts';
+import type { QmpServer } from '../server.ts';
+
+/** Runs `fn`, turning any Error into a GenericError reply carrying its message. */
+async function generic<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw genericError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+const parameterArgs = z.object(
+  Object.fromEntries(
+    Object.keys(DEFAULT_MIGRATION_PARAMETERS).map((k) => [k, z.unknown().optional()]),
+  ),
+);
+
+const migrationStatuses = Object.values(MigrationStatus) as [string, ...string[]];
+
+export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
+  const { outgoing, incoming, options } = vm.migration;
+
+  qmp.register('query-status', { handler: () => vm.runControl.queryStatus() });
+  qmp.register('stop', { handler: () => generic(() => vm.stop()) });
+  qmp.register('cont', {
+    handler: () =>
+      generic(() => {
+        if (
+          incoming.status === MigrationStatus.ACTIVE ||
+          incoming.status === MigrationStatus.SETUP
+        ) {
+          throw new Error('Migration is not finished; the guest starts after the load');
+        }
+        return vm.start();
+      }),
+  });
+
+  qmp.register('migrate', {
+    args: z.object({
+      uri: z.string(),
+      detach: z.boolean().optional(),
+      resume: z.boolean().optional(),
+    }),
+    handler: ({ uri, resume }) =>
+      generic(() => {
+        if (resume) throw new Error('migrate: resume is only for postcopy, which is not supported');
+        outgoing.migrate(uri);
+      }),
+  });
+  qmp.register('migrate-incoming', {
+    args: z.object({ uri: z.string(), 'exit-on-error': z.boolean().optional() }),
+    handler: (args) =>
+      generic(async () => {
+        if (vm.incomingMode !== 'defer') {
+          throw new Error("'-incoming' was not specified on the command line");
+        }
+        if (incoming.status !== MigrationStatus.NONE) {
+          throw new Error('The incoming migration has already been started');
+        }
+        await incoming.start(args.uri, { exitOnError: args['exit-on-error'] });
+      }),
+  });
+  qmp.register('migrate_cancel', { handler: () => outgoing.cancel() });
+  qmp.register('migrate-continue', {
+    args: z.object({ state: z.enum(migrationStatuses) }),
+    handler: ({ state }) => generic(() => outgoing.continue(state as MigrationStatus)),
+  });
+  qmp.register('query-migrate', { handler: () => vm.migration.query() });
+  qmp.register('migrate-set-capabilities', {
+    args: z.object({
+      capabilities: z.array(z.object({ capability: z.string(), state: z.boolean() })),
+    }),
+    handler: ({ capabilities }) =>
+      generic(() =>
+        options.setCapabilities(capabilities as Parameters<typeof options.setCapabilities>[0]),
+      ),
+  });
+  qmp.register('query-migrate-capabilities', { handler: () => options.queryCapabilities() });
+  qmp.register('migrate-set-parameters', {
+    args: parameterArgs,
+    handler: (args) =>
+      generic(() =>
+        options.setParameters(
+          Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)),
+        ),
+      ),
+  });
+  qmp.register('query-migrate-parameters', { handler: () => options.queryParameters() });
+
+  qmp.register('x-query-state-digest', { handler: () => vm.stateDigest() });
+  qmp.register('x-query-vfio', {
+    handler: async () => ({
+      devices: await Promise.all(
+        vm.vfio.devices.map(async (d) => {
+          const m = d.migration;
+          const state = m ? m.state.current : await d.device.getState();
+          return {
+            id: d.name,
+            idstr: d.idstr,
+            'qom-path': d.qomPath,
+            flags: m ? flagsName(m.flags) : null,
+            'device-state': stateName(state),
+            blocker: d.blocker,
+            'state-log': (m?.stateLog ?? []).map((e) => ({
+              seq: e.seq,
+              'run-state': e.runState,
+              'migration-status': e.migrationStatus ?? null,
+              'device-state': qapiVfioMigrationState(e.deviceState),
+            })),
+          };
+        }),
+      ),
+      transferred: vm.vfio.stats.transferred,
+    }),
+  });
+}

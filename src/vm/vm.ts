@@ -1,0 +1,237 @@
+/**
+ * The composition root: one VM built from its configuration — guest RAM, vCPU threads, run
+ * state, simulated VFIO devices attached to the RAM, the migration core and the VFIO layer,
+ * wired as QEMU wires them. QMP and the CLI sit on top and only talk to this object.
+ */
+import { createHash } from 'node:crypto';
+import type { VfioMigrationDevice } from '../device/device.ts';
+import { createSimDevice } from '../device/sim/index.ts';
+import { RunState, Vcpus, VmRunControl, populateRam } from '../guest/index.ts';
+import { GuestMemory } from '../memory/index.ts';
+import type { RamDigest } from '../memory/index.ts';
+import {
+  MigrationBlockers,
+  MigrationNotifiers,
+  SaveVMRegistry,
+  createVmMigration,
+  describeHandlerFailures,
+} from '../migration/index.ts';
+import type { MigrationOptionsInit, VmMigration } from '../migration/index.ts';
+import { attachVfioDevices } from '../vfio/index.ts';
+import type { VfioDeviceSet } from '../vfio/index.ts';
+import type { VmConfig } from './config.ts';
+import { workloadOf } from './workload.ts';
+
+/** A QMP-style event: name and optional data. */
+export interface VmEvent {
+  readonly event: string;
+  readonly data?: Record<string, unknown>;
+}
+
+export interface VmStartOptions {
+  /** `-incoming URI` (or 'defer' to wait for migrate-incoming). */
+  readonly incoming?: string;
+  /** QEMU's -S: do not start the guest (nor an incoming guest after its load). */
+  readonly paused?: boolean;
+  /** Capabilities, parameters and migration properties to begin with. */
+  readonly migration?: MigrationOptionsInit;
+  /** Device activity tick (ms of wall time); 0 turns device activity off. */
+  readonly deviceTickMs?: number;
+  /** Warnings (e.g. from the VFIO layer) go here; default stderr. */
+  readonly warn?: (message: string) => void;
+}
+
+export interface StateDigest {
+  /** SHA-256 over the RAM digest and every device digest. */
+  readonly sha256: string;
+  readonly ram: RamDigest;
+  readonly devices: readonly { id: string; sha256: string }[];
+}
+
+interface VmParts {
+  config: VmConfig;
+  memory: GuestMemory;
+  vcpus: Vcpus | null;
+  runControl: VmRunControl;
+  registry: SaveVMRegistry;
+  notifiers: MigrationNotifiers;
+  blockers: MigrationBlockers;
+  migration: VmMigration;
+  devices: VfioMigrationDevice[];
+  events: VmEventHub;
+  incomingMode: 'uri' | 'defer' | null;
+}
+
+/** Where the VM's QMP-visible events fan out. */
+class VmEventHub {
+  readonly #listeners = new Set<(e: VmEvent) => void>();
+  on(listener: (e: VmEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  emit(e: VmEvent): void {
+    for (const l of this.#listeners) l(e);
+  }
+}
+
+export class Vm {
+  readonly config: VmConfig;
+  readonly memory: GuestMemory;
+  readonly vcpus: Vcpus | null;
+  readonly runControl: VmRunControl;
+  readonly registry: SaveVMRegistry;
+  readonly notifiers: MigrationNotifiers;
+  readonly blockers: MigrationBlockers;
+  readonly migration: VmMigration;
+  readonly devices: readonly VfioMigrationDevice[];
+  readonly vfio: VfioDeviceSet;
+  /** 'defer' until migrate-incoming; null when the VM was not started for an incoming one. */
+  readonly incomingMode: 'uri' | 'defer' | null;
+  readonly #events: VmEventHub;
+  #destroyed = false;
+
+  private constructor(parts: VmParts, vfio: VfioDeviceSet) {
+    this.config = parts.config;
+    this.memory = parts.memory;
+    this.vcpus = parts.vcpus;
+    this.runControl = parts.runControl;
+    this.registry = parts.registry;
+    this.notifiers = parts.notifiers;
+    this.blockers = parts.blockers;
+    this.migration = parts.migration;
+    this.devices = parts.devices;
+    this.vfio = vfio;
+    this.incomingMode = parts.incomingMode;
+    this.#events = parts.events;
+  }
+
+  /** Builds and starts a VM. The guest runs unless `paused` or incoming. */
+  static async create(config: VmConfig, opts: VmStartOptions = {}): Promise<Vm> {
+    const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+    const incoming = opts.incoming;
+    const memory = config.memory
+      ? GuestMemory.pc(config.memory)
+      : GuestMemory.flat(config['ram-blocks'] ?? []);
+    // The destination's RAM is overwritten by the stream: only a source needs content.
+    if (!incoming && config.populate !== false) {
+      populateRam(memory, { seed: config.populate.seed, zeroShare: config.populate['zero-share'] });
+    }
+    const events = new VmEventHub();
+    const registry = new SaveVMRegistry();
+    const notifiers = new MigrationNotifiers();
+    const blockers = new MigrationBlockers();
+    const vcpus =
+      config.vcpus > 0
+        ? await Vcpus.create(memory, { count: config.vcpus, workload: workloadOf(config.workload) })
+        : null;
+    const runControl = new VmRunControl({
+      vcpus: vcpus ?? undefined,
+      initial: incoming ? RunState.INMIGRATE : RunState.PRELAUNCH,
+    });
+    const migration = createVmMigration({
+      registry,
+      memory,
+      runControl,
+      notifiers,
+      blockers,
+      machineType: config.machine,
+      options: opts.migration,
+      autostart: !opts.paused,
+    });
+    const tick = opts.deviceTickMs ?? 10;
+    const devices = config.devices.map((d) =>
+      createSimDevice(d.model, { id: d.id, memory, autoRunMs: tick > 0 ? tick : undefined }),
+    );
+    const parts: VmParts = {
+      config,
+      memory,
+      vcpus,
+      runControl,
+      registry,
+      notifiers,
+      blockers,
+      migration,
+      devices,
+      events,
+      incomingMode: incoming === undefined ? null : incoming === 'defer' ? 'defer' : 'uri',
+    };
+    try {
+      const vfio = await attachVfioDevices({
+        registry,
+        runControl,
+        memory,
+        notifiers,
+        blockers,
+        devices: config.devices.map((d, i) => ({
+          device: devices[i]!,
+          addr: d.addr,
+          properties: d,
+        })),
+        migrationStatus: () => migration.query().status,
+        listeners: {
+          event: (data) => events.emit({ event: 'VFIO_MIGRATION', data: { ...data } }),
+          warning: warn,
+        },
+      });
+      const vm = new Vm(parts, vfio);
+      migration.outgoing.addInfoProvider(vfio.infoProvider());
+      migration.events.on((e) => events.emit({ event: e.event, data: { ...e.data } }));
+      runControl.onEvent((e) => events.emit({ event: e.event }));
+      if (incoming && incoming !== 'defer') await migration.incoming.start(incoming);
+      else if (!incoming && !opts.paused) await vm.start();
+      return vm;
+    } catch (err) {
+      await destroyParts(parts);
+      throw err;
+    }
+  }
+
+  /** `cont`: start (or resume) the guest. */
+  async start(): Promise<void> {
+    const failures = await this.runControl.vmStart();
+    if (failures.length > 0)
+      throw new Error(`starting the VM: ${describeHandlerFailures(failures)}`);
+  }
+
+  /** `stop`. */
+  async stop(): Promise<void> {
+    const failures = await this.runControl.vmStop(RunState.PAUSED);
+    if (failures.length > 0)
+      throw new Error(`stopping the VM: ${describeHandlerFailures(failures)}`);
+  }
+
+  onEvent(listener: (e: VmEvent) => void): () => void {
+    return this.#events.on(listener);
+  }
+
+  /** Digests of guest RAM and of every device's internal state (`x-query-state-digest`). */
+  async stateDigest(): Promise<StateDigest> {
+    const ram = this.memory.digest();
+    const devices = [];
+    for (const d of this.devices) {
+      devices.push({ id: d.id, sha256: d.stateDigest ? await d.stateDigest() : '' });
+    }
+    const all = createHash('sha256').update(`ram ${ram.sha256}\n`);
+    for (const d of devices) all.update(`${d.id} ${d.sha256}\n`);
+    return { sha256: all.digest('hex'), ram, devices };
+  }
+
+  /** Stops everything the VM owns; the process can then exit. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    await destroyParts(this);
+  }
+}
+
+async function destroyParts(p: {
+  migration: VmMigration;
+  vcpus: Vcpus | null;
+  devices: readonly VfioMigrationDevice[];
+}): Promise<void> {
+  const out = p.migration.outgoing;
+  if (out.status === 'active' || out.status === 'setup') out.cancel();
+  await p.migration.incoming.close().catch(() => undefined);
+  await p.vcpus?.destroy();
+  await Promise.allSettled(p.devices.map((d) => d.close()));
+}
