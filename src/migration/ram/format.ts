@@ -132,21 +132,6 @@ export class RamRecordEncoder {
     w.putBuffer(data);
   }
 
-  /**
-   * A normal page copied from `src[srcOffset .. +pageSize)` — a guest RAM segment — without a
-   * view object per page.
-   */
-  putPageFrom(
-    w: QEMUFileWriter,
-    block: string,
-    offset: number,
-    src: Uint8Array,
-    srcOffset: number,
-  ): void {
-    this.putPageHeader(w, block, offset, RAM_SAVE_FLAG_PAGE);
-    w.putBufferRange(src, srcOffset, this.pageSize);
-  }
-
   putEos(w: QEMUFileWriter): void {
     this.putHeader(w, 0, RAM_SAVE_FLAG_EOS);
   }

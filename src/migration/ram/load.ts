@@ -2,9 +2,9 @@
  * The load side of QEMU's RAM migration (`ram_load_precopy`): the MEM_SIZE list must name the
  * local blocks with their used lengths, ZERO records fill a page (only when it does not
  * already hold that byte, so untouched memory stays untouched), PAGE records are read straight
- * into guest RAM, CONTINUE reuses the last block, EOS ends the section. Nothing is allocated
- * per page: the block is looked up once per block change and pages land in the cached segment
- * views.
+ * into guest RAM (through one aligned scratch page), CONTINUE reuses the last block, EOS ends
+ * the section. Nothing is allocated per page: the block is looked up once per block change and
+ * pages land in the cached segment views.
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
@@ -22,6 +22,8 @@ import {
 export class RamLoadState {
   readonly #memory: GuestMemory;
   #dec = new RamRecordDecoder();
+  /** Not from Buffer's pool: its own, aligned, memory. */
+  readonly #scratch = Buffer.alloc(this.#dec.pageSize);
   /** The block of the last record, by the decoder's (reused) name string. */
   #lastName: string | null = null;
   #lastBlock: RamBlock | null = null;
@@ -52,10 +54,14 @@ export class RamLoadState {
         case RAM_SAVE_FLAG_PAGE: {
           const block = this.#blockOf(dec.block, dec.offset);
           const page = dec.offset / pageSize;
-          const seg = block.segmentBytes(page);
-          const at = block.offsetInSegment(page);
-          if (!f.tryReadIntoAt(seg, at, pageSize))
-            await f.readIntoAt(seg, at, pageSize, 'ram page');
+          // Through an aligned page: V8 copies into shared memory word by word only when both
+          // sides are equally aligned, and a page in the stream rarely is (a block name shifts
+          // it by 4); byte by byte it is 3-4 times slower than two word-wise copies.
+          const scratch = this.#scratch;
+          if (!f.tryReadIntoAt(scratch, 0, pageSize)) {
+            await f.readIntoAt(scratch, 0, pageSize, 'ram page');
+          }
+          scratch.copy(block.segmentBytes(page), block.offsetInSegment(page), 0, pageSize);
           break;
         }
         case RAM_SAVE_FLAG_ZERO: {

@@ -7,7 +7,8 @@
  * The scan resumes where the last pass stopped (QEMU's last_seen_block), so a rate-limited
  * pass does not favour low addresses. A pass stops when the window's budget is spent, when no
  * page is dirty, or after ~50 ms (the clock is read every 64 pages). Nothing is allocated per
- * page: pages are copied from the cached segment views straight into the writer's buffer.
+ * page: a page goes from its cached segment view through one aligned scratch page into the
+ * writer's buffer.
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
@@ -41,6 +42,8 @@ export class RamSaveState {
   readonly #env: RamSaveEnvironment;
   readonly #enc = new RamRecordEncoder();
   readonly #pageSize = this.#enc.pageSize;
+  /** Not from Buffer's pool: its own, aligned, memory. */
+  readonly #scratch = Buffer.alloc(this.#pageSize);
   /** The scan cursor: a block index and the page to look at next. */
   #blockIndex = 0;
   #page = 0;
@@ -187,13 +190,10 @@ export class RamSaveState {
       this.#enc.putZeroPage(f, block.idstr, offset);
       this.#env.stats.zeroPages++;
     } else {
-      this.#enc.putPageFrom(
-        f,
-        block.idstr,
-        offset,
-        block.segmentBytes(page),
-        block.offsetInSegment(page),
-      );
+      // Through an aligned page, as the loader does (ram/load.ts): a copy out of shared memory
+      // into a position the page header shifted by 4 would go byte by byte.
+      block.copyPageTo(page, this.#scratch);
+      this.#enc.putPage(f, block.idstr, offset, this.#scratch);
       this.#env.stats.normalPages++;
     }
   }

@@ -138,8 +138,8 @@ export class SaveVMState {
 
   /**
    * `qemu_savevm_state_iterate`: one PART section per entry that has something to iterate,
-   * stopping early once `rateLimit` is spent. True when every entry said it is done (the
-   * live loop ignores it, as QEMU's does).
+   * stopping early once `rateLimit` is spent; the bytes are sent. True when every entry said
+   * it is done (the live loop ignores it, as QEMU's does).
    */
   async iterate(rateLimit: RateLimit): Promise<boolean> {
     let allFinished = true;
@@ -154,7 +154,10 @@ export class SaveVMState {
       });
       if (!done) allFinished = false;
     }
-    await this.#f.flush();
+    // On the wire now (a small PART may be what the destination waits for), but without
+    // draining the channel between passes.
+    this.#f.send();
+    if (this.#f.needsDrain) await this.#f.ready();
     return allFinished;
   }
 

@@ -140,6 +140,16 @@ export class QEMUFileWriter {
     this.throwIfFailed();
   }
 
+  /**
+   * Hands the staged bytes to the sink now, without waiting for it (a pass of the migration
+   * loop ends: its bytes should travel while the next one is prepared). Back-pressure stays
+   * with `needsDrain` / `ready()`.
+   */
+  send(): void {
+    this.throwIfFailed();
+    this.submit();
+  }
+
   /** Hands the staged bytes to the sink and waits until the sink has taken everything. */
   async flush(): Promise<void> {
     this.throwIfFailed();
