@@ -76,6 +76,11 @@ export class VFIOMigration {
   readonly properties: VfioPciProperties;
   readonly state: VfioDeviceState;
   readonly estimates = new PrecopyEstimates();
+  /**
+   * Device data bytes this migration read from the device, split by the phase they were read
+   * in (the per-device view of `vfio.transferred`; reset at setup).
+   */
+  readonly sent = { precopy: 0, stopCopy: 0 };
   /** DMA logging was started on this device (`vbasedev->dirty_tracking`). */
   dirtyTracking = false;
   readonly #env: VfioEnvironment;
@@ -150,6 +155,8 @@ export class VFIOMigration {
       this.name,
     );
     this.#switchoverAck = ctx.capability('switchover-ack');
+    this.sent.precopy = 0;
+    this.sent.stopCopy = 0;
     putFlag(f, VFIO_MIG_FLAG_DEV_SETUP_STATE);
 
     const size = Math.min(
@@ -390,6 +397,8 @@ export class VFIOMigration {
     if (n === 0) return 0;
     putDataRecord(f, n === buf.length ? buf : buf.subarray(0, n));
     this.#stats.add(n);
+    if (this.state.current === MigState.STOP_COPY) this.sent.stopCopy += n;
+    else this.sent.precopy += n;
     if (f.needsDrain) await f.ready();
     return n;
   }

@@ -113,6 +113,7 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
             flags: m ? flagsName(m.flags) : null,
             'device-state': stateName(state),
             blocker: d.blocker,
+            bytes: { precopy: m?.sent.precopy ?? 0, 'stop-copy': m?.sent.stopCopy ?? 0 },
             'state-log': (m?.stateLog ?? []).map((e) => ({
               seq: e.seq,
               'run-state': e.runState,

@@ -1,0 +1,3 @@
+export * from './options.ts';
+export * from './report.ts';
+export { runDemo } from './run-demo.ts';
