@@ -3,8 +3,9 @@
  * local blocks with their used lengths, ZERO records fill a page (only when it does not
  * already hold that byte, so untouched memory stays untouched), PAGE records are read straight
  * into guest RAM (through one aligned scratch page), CONTINUE reuses the last block, EOS ends
- * the section. Nothing is allocated per page: the block is looked up once per block change and
- * pages land in the cached segment views.
+ * the section. This code allocates nothing per page: the block is looked up once per block
+ * change and pages land in the cached segment views (Node's own view in Buffer#copy aside, see
+ * ram/save.ts).
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
