@@ -228,6 +228,11 @@ export class MigrationIncomingState implements MigrationInfoSource {
         this.#warnings.push(`sending SHUT: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    if (failed && rp === null) {
+      // Nothing to deliver: drop the channel, the source sees it fail.
+      this.#conn?.destroy();
+      return;
+    }
     // A graceful close lets SHUT reach the source before the socket goes away.
     await this.#conn?.close(CLOSE_TIMEOUT_MS);
   }

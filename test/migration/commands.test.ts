@@ -281,7 +281,10 @@ test('migrate-incoming: inmigrate only, once; a machine-type mismatch fails the 
   assert.equal(dst.runControl.runState, RunState.INMIGRATE);
   // It failed before the return path was opened: the source sees the channel close.
   assert.equal(await src.migration.outgoing.whenFinished(), 'failed');
-  assert.match(src.migration.query()['error-desc'] ?? '', /^return path: unexpected end of stream/);
+  assert.match(
+    src.migration.query()['error-desc'] ?? '',
+    /^return path: (unexpected end of stream|stream failed .*ECONNRESET)/,
+  );
 });
 
 test('RAM sizes must match: a length mismatch fails both sides', async (t) => {
@@ -299,4 +302,24 @@ test('RAM sizes must match: a length mismatch fails both sides', async (t) => {
   assert.equal(await src.migration.outgoing.whenFinished(), 'failed');
   assert.equal(src.migration.query()['error-desc'], 'Sibling indicated error 1');
   assert.equal(src.runControl.runState, RunState.RUNNING);
+});
+
+test('exit-on-error: off by default (the process stays up), honoured when asked', async (t) => {
+  for (const exitOnError of [undefined, true]) {
+    const exits: number[] = [];
+    const src = await createVmHalf({ role: 'source', ramMiB: 1, machineType: 'pc' });
+    t.after(() => src.destroy());
+    const dst = await createVmHalf({
+      role: 'destination',
+      ramMiB: 1,
+      incoming: { exit: (code) => void exits.push(code) },
+    });
+    t.after(() => dst.destroy());
+    await dst.migration.incoming.start('tcp:127.0.0.1:0', { exitOnError });
+    const uri = dst.migration.incoming.uri;
+    assert.equal(uri?.transport, 'tcp');
+    src.migration.outgoing.migrate(uri);
+    assert.equal(await dst.migration.incoming.whenFinished(), 'failed');
+    assert.deepEqual(exits, exitOnError === true ? [1] : []);
+  }
 });

@@ -24,6 +24,7 @@ import {
   QEMU_VM_SECTION_START,
   QEMU_VM_VMDESCRIPTION,
   StreamError,
+  VMDESC_MAX,
   badInput,
   configurationMismatch,
   isStreamError,
@@ -298,6 +299,11 @@ export class LoadVMState {
       }
       await this.#f.skip(1);
       const len = await this.#f.getBe32('vmdesc length');
+      if (len > VMDESC_MAX) {
+        // Not a description a source writes: do not wait for bytes that will not come.
+        this.warnings.push(`vmdesc: length ${len} exceeds ${VMDESC_MAX}; not read`);
+        return;
+      }
       await this.#f.skip(len, 'vmdesc JSON');
     } catch (err) {
       this.warnings.push(`vmdesc: ${err instanceof Error ? err.message : String(err)}`);
