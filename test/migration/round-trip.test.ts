@@ -4,6 +4,9 @@
  * not load under tsx).
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { RunState } from '../../src/guest/index.ts';
@@ -177,5 +180,28 @@ test('an unlimited migration leaves the event loop free (QMP is never starved)',
   // Passes are bounded (~50 ms of RAM, then a yield); both halves share this event loop.
   const maxMs = delay.max / 1e6;
   assert.ok(maxMs < 150, `the event loop was blocked for ${maxMs.toFixed(0)} ms`);
+  assert.equal(dst.memory.digest().sha256, src.memory.digest().sha256);
+});
+
+test('over a UNIX socket, with the return path', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfio-mig-unix-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const src = await createVmHalf({ role: 'source', ramMiB: 4, options: CAPS });
+  t.after(() => src.destroy());
+  const dst = await createVmHalf({
+    role: 'destination',
+    ramMiB: 4,
+    populateSeed: false,
+    options: CAPS,
+  });
+  t.after(() => dst.destroy());
+  const uri = `unix:${join(dir, 'mig.sock')}`;
+  await dst.migration.incoming.start(uri);
+  assert.deepEqual(dst.migration.query()['socket-address'], [
+    { type: 'unix', path: join(dir, 'mig.sock') },
+  ]);
+  src.migration.outgoing.migrate(uri);
+  assert.equal(await src.migration.outgoing.whenFinished(), 'completed');
+  assert.equal(await dst.migration.incoming.whenFinished(), 'completed');
   assert.equal(dst.memory.digest().sha256, src.memory.digest().sha256);
 });
