@@ -4,6 +4,7 @@
  * simulator here, another process later) is held to the same contract.
  */
 import type { VfioMigrationDevice } from '../device/device.ts';
+import { VFIO_MIGRATION_PRE_COPY } from '../uapi/index.ts';
 import type { MigrationFlags } from '../uapi/index.ts';
 
 export type DeviceFactory = () => Promise<VfioMigrationDevice>;
@@ -35,3 +36,7 @@ export class CheckFailure extends Error {
 export function expect(cond: boolean, message: string): asserts cond {
   if (!cond) throw new CheckFailure(message);
 }
+
+/** `skip` for checks about PRE_COPY. */
+export const needsPreCopy = (flags: MigrationFlags): string | undefined =>
+  flags & VFIO_MIGRATION_PRE_COPY ? undefined : 'the device has no PRE_COPY state';

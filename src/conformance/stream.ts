@@ -4,6 +4,11 @@ import type { DataFd, VfioMigrationDevice } from '../device/device.ts';
 import { CheckFailure, expect } from './check.ts';
 import { setOk, setWithFd } from './expect.ts';
 
+/** Bytes a session may deliver before a check calls it endless. */
+export async function streamBudget(dev: VfioMigrationDevice): Promise<number> {
+  return 16 * (await dev.stopCopySize()) + (16 << 20);
+}
+
 export interface DrainResult {
   bytes: Uint8Array[];
   total: number;
@@ -69,7 +74,7 @@ export async function writeChunked(
 
 /** Saves a whole device state the way QEMU does: pre-copy first when the device has it. */
 export async function saveState(dev: VfioMigrationDevice, flags: number): Promise<Uint8Array> {
-  const limit = 16 * (await dev.stopCopySize()) + (16 << 20);
+  const limit = await streamBudget(dev);
   const parts: Uint8Array[] = [];
   if (flags & VFIO_MIGRATION_PRE_COPY) {
     const fd = await setWithFd(dev, MigState.PRE_COPY);

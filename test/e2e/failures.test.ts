@@ -18,8 +18,8 @@ const RUNNING = { nic0: 'RUNNING', gpu0: 'RUNNING' };
 /** Slow enough to be caught in pre-copy. */
 const SLOW = { 'max-bandwidth': 16 << 20 };
 
-test('migrate_cancel during pre-copy: cancelled, guest running, devices RUNNING, a retry succeeds', async (t) => {
-  const e = new E2e(t);
+/** A source and a destination, and a bandwidth-limited migration caught in pre-copy. */
+async function migrationInPreCopy(e: E2e) {
   const config = smallGuest();
   const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
   await setCaps(src, CAPS);
@@ -31,6 +31,12 @@ test('migrate_cancel during pre-copy: cancelled, guest running, devices RUNNING,
     (i) => i.status === 'active' && (i.ram?.transferred ?? 0) > 1 << 20,
     'pre-copy',
   );
+  return { config, src, dst };
+}
+
+test('migrate_cancel during pre-copy: cancelled, guest running, devices RUNNING, a retry succeeds', async (t) => {
+  const e = new E2e(t);
+  const { config, src, dst } = await migrationInPreCopy(e);
   assert.deepEqual(await deviceStates(src), { nic0: 'PRE_COPY', gpu0: 'PRE_COPY' });
   await src.qmp.execute('migrate_cancel');
   const info = await waitFor(src, finished, 'the cancellation');
@@ -51,18 +57,7 @@ test('migrate_cancel during pre-copy: cancelled, guest running, devices RUNNING,
 });
 
 test('the destination killed mid-migration: failed, source guest running, devices RUNNING', async (t) => {
-  const e = new E2e(t);
-  const config = smallGuest();
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
-  await src.qmp.execute('migrate-set-parameters', SLOW);
-  await src.qmp.execute('migrate', { uri: dst.ready.incoming });
-  await waitFor(
-    src,
-    (i) => i.status === 'active' && (i.ram?.transferred ?? 0) > 1 << 20,
-    'pre-copy',
-  );
+  const { src, dst } = await migrationInPreCopy(new E2e(t));
   dst.kill();
   const info = await waitFor(src, finished, 'the failure', 30_000);
   assert.equal(info.status, 'failed');

@@ -1,17 +1,9 @@
 /** Reading a saving session and VFIO_MIG_GET_PRECOPY_INFO (vfio-uapi.md §6.1, §6.2). */
-import { MigState, VFIO_MIGRATION_PRE_COPY, isVfioError } from '../../uapi/index.ts';
+import { MigState, isVfioError } from '../../uapi/index.ts';
 import type { ConformanceCheck } from '../check.ts';
-import { CheckFailure, expect } from '../check.ts';
+import { CheckFailure, expect, needsPreCopy } from '../check.ts';
 import { expectErrno, expectOk, setOk, setWithFd } from '../expect.ts';
-import { drain } from '../stream.ts';
-
-const hasPreCopy = (flags: number): string | undefined =>
-  flags & VFIO_MIGRATION_PRE_COPY ? undefined : 'the device has no PRE_COPY state';
-
-/** Bytes a session may deliver before a check calls it endless. */
-async function budget(dev: { stopCopySize(): Promise<number> }): Promise<number> {
-  return 16 * (await dev.stopCopySize()) + (16 << 20);
-}
+import { drain, streamBudget } from '../stream.ts';
 
 export const savingChecks: ConformanceCheck[] = [
   {
@@ -21,7 +13,7 @@ export const savingChecks: ConformanceCheck[] = [
     async run(ctx) {
       const dev = await ctx.device();
       const fd = await setWithFd(dev, MigState.STOP_COPY);
-      const res = await drain(fd, await budget(dev));
+      const res = await drain(fd, await streamBudget(dev));
       expect(res.end === 'eof', 'STOP_COPY read returned ENOMSG');
       expect(res.total > 0, 'STOP_COPY delivered no state at all');
       for (let i = 0; i < 3; i++) {
@@ -34,11 +26,11 @@ export const savingChecks: ConformanceCheck[] = [
     id: 'pre-copy.enomsg',
     title: 'in PRE_COPY a read at the temporary end fails with ENOMSG (not 0)',
     spec: 'vfio-uapi.md §6.1',
-    skip: hasPreCopy,
+    skip: needsPreCopy,
     async run(ctx) {
       const dev = await ctx.device();
       const fd = await setWithFd(dev, MigState.PRE_COPY);
-      const res = await drain(fd, await budget(dev));
+      const res = await drain(fd, await streamBudget(dev));
       expect(res.end === 'enomsg', 'PRE_COPY read returned 0 (end of stream) at a temporary end');
       const info = await expectOk(() => fd.precopyInfo(), 'PRECOPY_INFO at the temporary end');
       // Activity may have produced new data since; only a quiet device must report 0/0.
@@ -51,7 +43,7 @@ export const savingChecks: ConformanceCheck[] = [
     id: 'precopy-info.refusals',
     title: 'PRECOPY_INFO: argsz < 24 and states outside PRE_COPY* are EINVAL; v1 echoes flags',
     spec: 'vfio-uapi.md §6.2',
-    skip: hasPreCopy,
+    skip: needsPreCopy,
     async run(ctx) {
       const dev = await ctx.device();
       const fd = await setWithFd(dev, MigState.PRE_COPY);
@@ -67,13 +59,13 @@ export const savingChecks: ConformanceCheck[] = [
     id: 'precopy-info.initial-bytes',
     title: 'initial_bytes starts non-zero, never rises, and reaches 0 as the initial data is read',
     spec: 'vfio-uapi.md §6.2',
-    skip: hasPreCopy,
+    skip: needsPreCopy,
     async run(ctx) {
       const dev = await ctx.device();
       const fd = await setWithFd(dev, MigState.PRE_COPY);
       let prev = (await expectOk(() => fd.precopyInfo(), 'PRECOPY_INFO')).initialBytes;
       expect(prev > 0, 'initial_bytes is 0 right after entering PRE_COPY');
-      const limit = await budget(dev);
+      const limit = await streamBudget(dev);
       let total = 0;
       const buf = new Uint8Array(4096);
       while (prev > 0) {

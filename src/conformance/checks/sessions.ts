@@ -8,13 +8,10 @@ import {
 } from '../../uapi/index.ts';
 import type { DataFd } from '../../device/device.ts';
 import type { ConformanceCheck } from '../check.ts';
-import { expect } from '../check.ts';
+import { expect, needsPreCopy } from '../check.ts';
 import { expectErrno, expectOk, expectState, setOk, setWithFd } from '../expect.ts';
 import { reach } from '../reach.ts';
-import { drain } from '../stream.ts';
-
-const hasPreCopy = (flags: number): string | undefined =>
-  flags & VFIO_MIGRATION_PRE_COPY ? undefined : 'the device has no PRE_COPY state';
+import { drain, streamBudget } from '../stream.ts';
 
 /** Every operation on an ended session fails with ENODEV. */
 async function expectEnded(fd: DataFd, why: string): Promise<void> {
@@ -67,13 +64,13 @@ export const sessionChecks: ConformanceCheck[] = [
     id: 'session.saving-group-keeps-fd',
     title: 'the PRE_COPY fd continues into STOP_COPY: no new fd, unread data then the end',
     spec: 'vfio-uapi.md §2, §3, §6.1',
-    skip: hasPreCopy,
+    skip: needsPreCopy,
     async run(ctx) {
       const dev = await ctx.device();
       const fd = await setWithFd(dev, MigState.PRE_COPY);
       const second = await setOk(dev, MigState.STOP_COPY);
       expect(second === null, 'PRE_COPY -> STOP_COPY returned a second data fd');
-      const res = await drain(fd, 8 * (await dev.stopCopySize()) + (1 << 20));
+      const res = await drain(fd, await streamBudget(dev));
       expect(res.end === 'eof', 'the continued session did not end with 0 in STOP_COPY');
       expect(res.total > 0, 'the session delivered no bytes at all');
     },

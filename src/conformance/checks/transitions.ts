@@ -1,14 +1,7 @@
 /** SET MIG_DEVICE_STATE: paths, no-ops, refusals, the blocked arc, serialisation (§4, §5.2). */
-import {
-  ALL_STATES,
-  MigState,
-  VFIO_MIGRATION_PRE_COPY,
-  setOutcome,
-  settableStates,
-  stateName,
-} from '../../uapi/index.ts';
+import { ALL_STATES, MigState, setOutcome, settableStates, stateName } from '../../uapi/index.ts';
 import type { ConformanceCheck } from '../check.ts';
-import { CheckFailure, expect } from '../check.ts';
+import { CheckFailure, expect, needsPreCopy } from '../check.ts';
 import { expectErrno, expectOk, expectState, within } from '../expect.ts';
 import { reach } from '../reach.ts';
 import { drain, saveState, writeChunked } from '../stream.ts';
@@ -90,8 +83,7 @@ export const transitionChecks: ConformanceCheck[] = [
     id: 'set.blocked-arc',
     title: 'STOP_COPY -> PRE_COPY* fails with EINVAL promptly (no spin) and keeps STOP_COPY',
     spec: 'vfio-uapi.md §4.3',
-    skip: (flags) =>
-      flags & VFIO_MIGRATION_PRE_COPY ? undefined : 'the device has no PRE_COPY state',
+    skip: needsPreCopy,
     async run(ctx) {
       for (const target of settableStates(ctx.flags).filter(
         (s) => s === MigState.PRE_COPY || s === MigState.PRE_COPY_P2P,
