@@ -49,7 +49,7 @@ for (const model of MODELS) {
 }
 
 test('a nic that never converges: the stop-copy phase carries what pre-copy left dirty', async () => {
-  const a = simDevice('nic', 7, 'nic0', ',seed=3,dirty-rate=4M,dma-rate=0');
+  const a = simDevice('nic', 7, 'nic0', ',seed=3,dirty-rate=64M,dma-rate=0');
   const b = simDevice('nic', 7, 'nic0', ',seed=4');
   const src = await testVm({ devices: [{ device: a }] });
   const dst = await testVm({ devices: [{ device: b }], initial: RunState.INMIGRATE });

@@ -24,7 +24,7 @@ export interface DemoOptions {
 
 export const DEFAULT_DEVICES = [
   'sim:nic,state-size=16M,dirty-rate=2M,dma-rate=4M',
-  'sim:gpu,state-size=256M,dirty-rate=48M,dma-rate=8M',
+  'sim:gpu,state-size=256M,dirty-rate=8M,dma-rate=8M',
 ];
 
 /** The VM config of the demo guest; ids follow the device models (nic0, gpu0, ...). */

@@ -115,7 +115,8 @@ async function followMigration(
       view?.done();
       return info;
     }
-    if (!cancelled && Date.now() - start > o.timeout) {
+    // Past the switchover there is nothing to gain by cancelling: let it finish.
+    if (!cancelled && info.status === 'active' && Date.now() - start > o.timeout) {
       say(pc.red(`  no convergence within ${o.timeout} ms: cancelling`));
       await src.qmp.execute('migrate_cancel');
       cancelled = true;

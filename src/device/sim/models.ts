@@ -99,7 +99,7 @@ function recordParams(defaults: {
       },
     ),
     'dirty-rate': sizeParam(
-      'bytes of internal state rewritten per second while running',
+      'bytes of internal state that become dirty per second while running (whole chunks)',
       defaults.dirtyRate,
       0,
       1 << 30,

@@ -53,11 +53,12 @@ export class ChunkedState {
   }
 
   /** Rewrites `blocks` random 4 KiB blocks (a few random words each) and reports the chunks. */
-  mutate(rng: Prng, blocks: number): void {
-    const totalBlocks = this.bytes.length / MUTATION_BLOCK;
+  /** Rewrites one block in each of `chunks` randomly chosen chunks. */
+  mutate(rng: Prng, chunks: number): void {
     const blocksPerChunk = this.chunkSize / MUTATION_BLOCK;
-    for (let i = 0; i < blocks; i++) {
-      const block = rng.below(totalBlocks);
+    const totalChunks = this.bytes.length / this.chunkSize;
+    for (let i = 0; i < chunks; i++) {
+      const block = rng.below(totalChunks) * blocksPerChunk + rng.below(blocksPerChunk);
       const base = block * this.#blockWords;
       // A handful of words is enough to change the block; the cost stays per block, not per byte.
       for (let w = 0; w < 8; w++) this.#words[base + rng.below(this.#blockWords)] = rng.nextU32();

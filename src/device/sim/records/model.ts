@@ -9,7 +9,7 @@ import type { PciIds } from '../config-space.ts';
 import type { DmaEngine } from '../dma.ts';
 import type { ResumingStream, SavingStream, SimModel } from '../model.ts';
 import { Prng, RateAccumulator } from '../prng.ts';
-import { ChunkedState, MUTATION_BLOCK } from './chunked-state.ts';
+import { ChunkedState } from './chunked-state.ts';
 import type { StreamIdentity } from './format.ts';
 import { RecordLoader } from './loader.ts';
 import { fullStreamBytes, RecordSaver } from './saver.ts';
@@ -73,8 +73,10 @@ export class RecordModel implements SimModel {
   }
 
   run(ms: number, state: MigState, dma: DmaEngine): void {
-    const blocks = this.#acc.take(this.#opts.dirtyRate / MUTATION_BLOCK, ms);
-    if (blocks > 0) this.state.mutate(this.#rng, blocks);
+    // `dirty-rate` is what the device's change tracking sees: chunks dirtied per second times
+    // the chunk size. Each dirtied chunk gets one block rewritten.
+    const chunks = this.#acc.take(this.#opts.dirtyRate / this.state.chunkSize, ms);
+    if (chunks > 0) this.state.mutate(this.#rng, chunks);
     dma.run(state, this.#opts.dmaRate, ms);
   }
 
