@@ -52,8 +52,7 @@ export class ChunkedState {
     }
   }
 
-  /** Rewrites `blocks` random 4 KiB blocks (a few random words each) and reports the chunks. */
-  /** Rewrites one block in each of `chunks` randomly chosen chunks. */
+  /** Rewrites one 4 KiB block (a few random words) in each of `chunks` random chunks. */
   mutate(rng: Prng, chunks: number): void {
     const blocksPerChunk = this.chunkSize / MUTATION_BLOCK;
     const totalChunks = this.bytes.length / this.chunkSize;
