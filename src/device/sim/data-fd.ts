@@ -20,6 +20,9 @@ export interface DataFdHost {
   currentState(): MigState;
 }
 
+/** Below this, device work is carried to the next write instead of a timer of its own. */
+const MIN_WORK_SLEEP_MS = 2;
+
 type Stream =
   { kind: 'saving'; stream: SavingStream } | { kind: 'resuming'; stream: ResumingStream };
 
@@ -31,6 +34,8 @@ export class SimDataFd implements DataFd {
   #closed = false;
   /** Bytes delivered so far (stream offset of the next read), for truncate/corrupt faults. */
   #offset = 0;
+  /** Device work (ms) the writes owe and have not slept yet. */
+  #workDebtMs = 0;
 
   constructor(s: Stream, host: DataFdHost) {
     this.kind = s.kind;
@@ -71,15 +76,15 @@ export class SimDataFd implements DataFd {
     return n;
   }
 
-  write(buf: Uint8Array): Promise<number> {
-    return Promise.resolve().then(() => {
-      this.#checkOpen('write');
-      if (this.#s.kind !== 'resuming') fail('EBADF', 'write: the saving fd is read-only');
-      if (!this.#live) fail('ENODEV', 'write: the data session has ended');
-      if (buf.length > 0) this.#s.stream.write(buf);
-      this.#offset += buf.length;
-      return buf.length;
-    });
+  async write(buf: Uint8Array): Promise<number> {
+    await Promise.resolve();
+    this.#checkOpen('write');
+    if (this.#s.kind !== 'resuming') fail('EBADF', 'write: the saving fd is read-only');
+    if (!this.#live) fail('ENODEV', 'write: the data session has ended');
+    const busyMs = buf.length > 0 ? this.#s.stream.write(buf) : 0;
+    this.#offset += buf.length;
+    if (busyMs > 0) await this.#work(busyMs);
+    return buf.length;
   }
 
   pread(_buf: Uint8Array, _offset: number): Promise<number> {
@@ -101,6 +106,18 @@ export class SimDataFd implements DataFd {
 
   close(): void {
     this.#closed = true;
+  }
+
+  /**
+   * The device works `ms` before the write returns. Short spans add up and are slept in one
+   * go; a timer that fires late pays back the excess, so the long-run rate is the model's.
+   */
+  async #work(ms: number): Promise<void> {
+    this.#workDebtMs += ms;
+    if (this.#workDebtMs < MIN_WORK_SLEEP_MS) return;
+    const start = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, this.#workDebtMs));
+    this.#workDebtMs -= performance.now() - start;
   }
 
   #checkOpen(what: string): void {

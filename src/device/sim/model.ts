@@ -7,6 +7,7 @@ import type { Hash } from 'node:crypto';
 import type { MigState } from '../../uapi/index.ts';
 import type { PciIds } from './config-space.ts';
 import type { DmaEngine } from './dma.ts';
+import type { SimP2pPort } from './p2p.ts';
 
 /** The device side of a saving data session (vfio-uapi.md §6.1). */
 export interface SavingStream {
@@ -26,8 +27,11 @@ export interface SavingStream {
 
 /** The device side of a resuming data session (§6.3). */
 export interface ResumingStream {
-  /** Consumes `buf` (any chunking); throws the errno of the refused write. */
-  write(buf: Uint8Array): void;
+  /**
+   * Consumes `buf` (any chunking); throws the errno of the refused write. Returns how many
+   * milliseconds of device work the bytes cost (0 for none): the write(2) lasts that long.
+   */
+  write(buf: Uint8Array): number;
   /** RESUMING -> STOP: validate and load the state; throws EINVAL on incomplete/invalid data. */
   finish(): void;
 }
@@ -44,6 +48,8 @@ export interface SimModel {
   readonly kind: string;
   readonly pciIds: PciIds;
   readonly dmaLogging: DmaLoggingMode;
+  /** The P2P window peers write into, when the model has one (p2p.ts). */
+  readonly p2p?: SimP2pPort;
   /** Bytes of a STOP_COPY from STOP: the whole state, what `data-size=full` reports. */
   fullStateBytes(): number;
   /** Arcs RUNNING->PRE_COPY, RUNNING_P2P->PRE_COPY_P2P (`precopy`) and STOP->STOP_COPY. */

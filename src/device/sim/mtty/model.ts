@@ -193,7 +193,7 @@ class MttyResuming implements ResumingStream {
     this.#data = new Uint8Array(model.fullStateBytes());
   }
 
-  write(buf: Uint8Array): void {
+  write(buf: Uint8Array): number {
     if (this.#filled + buf.length > this.#data.length) {
       fail(
         'ENOMEM',
@@ -208,6 +208,7 @@ class MttyResuming implements ResumingStream {
       // The sample answers a bad header with EFAULT (a quirk, vfio-uapi.md §6.3).
       if (this.#headerError) fail('EFAULT', `mtty resume: ${this.#headerError}`);
     }
+    return 0;
   }
 
   finish(): void {

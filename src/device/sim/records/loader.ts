@@ -6,6 +6,13 @@
  * writes ENODEV) and RESUMING -> STOP fails; so does a stream without its end record or one
  * that did not cover every chunk. Data lands in place before its crc is checked, which is safe
  * because a refused stream can never reach STOP (only a reset, back to power-on, leaves it).
+ *
+ * Load cost (`load-rate`): the first image data of a chunk makes the device allocate and set
+ * up that chunk's resources, at `loadRate` bytes per second, inside the write(2) that carries
+ * it — as mlx5 loads each received image with a firmware command in its write path. Data for
+ * a chunk already set up (a dirty record) costs only the copy. So the time a destination needs
+ * before it can take the final state is the part of the initial image it has not applied yet:
+ * what switchover-ack lets the source wait for (qemu-migration.md §2.5).
  */
 import { crc32 } from 'node:zlib';
 import { fail, isVfioError } from '../../../uapi/index.ts';
@@ -52,23 +59,39 @@ export class RecordLoader implements ResumingStream {
   readonly #covered: Uint8Array;
   #coveredCount = 0;
   #imageBytes = 0;
+  readonly #loadRate: number;
+  /** Chunks whose resources are set up (first image data seen). */
+  readonly #allocated: Uint8Array;
+  #allocatedCount = 0;
+  /** Bytes set up by the write in progress, charged when it returns. */
+  #allocating = 0;
   /** The source's stop-copy size hint, when it sent one. */
   stopCopySizeHint: number | null = null;
 
-  constructor(state: ChunkedState, id: StreamIdentity) {
+  /** `loadRate`: bytes per second of first-time chunk setup; 0 makes it free. */
+  constructor(state: ChunkedState, id: StreamIdentity, loadRate = 0) {
     this.#state = state;
     this.#id = id;
     this.#covered = new Uint8Array(state.chunkCount);
+    this.#allocated = new Uint8Array(state.chunkCount);
+    this.#loadRate = loadRate;
   }
 
-  write(buf: Uint8Array): void {
+  /** Bytes of state whose resources are set up so far. */
+  get allocatedBytes(): number {
+    return this.#allocatedCount * this.#state.chunkSize;
+  }
+
+  write(buf: Uint8Array): number {
     if (this.#poisoned) fail('ENODEV', `resume: stream already refused (${this.#poisoned})`);
+    this.#allocating = 0;
     try {
       this.#consume(buf);
     } catch (err) {
       if (isVfioError(err)) this.#poisoned = err.message;
       throw err;
     }
+    return this.#loadRate > 0 ? (this.#allocating * 1000) / this.#loadRate : 0;
   }
 
   finish(): void {
@@ -209,6 +232,13 @@ export class RecordLoader implements ResumingStream {
       );
     }
     this.#dataOff = Number(offset);
+    const first = Number(offset) / chunkSize;
+    for (let c = first; c < first + len / chunkSize; c++) {
+      if (this.#allocated[c] !== 0) continue;
+      this.#allocated[c] = 1;
+      this.#allocatedCount++;
+      this.#allocating += chunkSize;
+    }
   }
 
   /** A record passed its crc: apply what it says. */
