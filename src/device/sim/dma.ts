@@ -1,12 +1,20 @@
 /**
- * The device's DMA engine: every write a simulated device makes into guest memory (or, later,
- * into a peer device) goes through `DmaEngine.write`, which also feeds the DMA dirty log. Which
- * kinds of DMA a state allows is decided in one place, `dmaAllowed` (vfio-uapi.md §2).
+ * The device's DMA engine: every write a simulated device makes into guest memory goes
+ * through `DmaEngine.write`, which also feeds the DMA dirty log, and every write into a peer
+ * device through `DmaEngine.peerWrite`, which logs it. Which kinds of DMA a state allows is
+ * decided in one place, `dmaAllowed` (vfio-uapi.md §2).
+ *
+ * Behind an IOMMU whose dirty tracking counts pinned pages (type1 with pinned-page scope), the
+ * driver pins what it DMAs to, as an mdev vendor driver does with vfio_pin_pages(): each write
+ * is pinned for its duration, and a small descriptor ring at the start of the first DMA window
+ * stays pinned for as long as the memory is attached.
  */
 import { isP2PQuiescedState, isRunningState } from '../../uapi/index.ts';
 import type { MigState } from '../../uapi/index.ts';
 import type { DmaMemory } from '../device.ts';
 import type { DmaDirtyLog } from './dma-log.ts';
+import { P2pLog } from './p2p.ts';
+import type { P2pPeer } from './p2p.ts';
 import { Prng, RateAccumulator } from './prng.ts';
 
 /** Guest memory DMA, or peer-to-peer DMA into another device's BAR. */
@@ -21,11 +29,21 @@ export function dmaAllowed(state: MigState, kind: DmaKind): boolean {
   return kind === 'memory' || !isP2PQuiescedState(state);
 }
 
-/** A device another device may write to by peer-to-peer DMA (the seam for P2P traffic). */
-export interface P2pPeer {
-  readonly id: string;
-  p2pWrite(offset: number, data: Uint8Array): void;
+/** Guest memory whose IOMMU wants DMA targets pinned (see the file comment). */
+export interface PinnableDmaMemory extends DmaMemory {
+  pinPages(iova: number, length: number): void;
+  unpinPages(iova: number, length: number): void;
 }
+
+export function isPinnable(m: DmaMemory): m is PinnableDmaMemory {
+  return (
+    typeof (m as Partial<PinnableDmaMemory>).pinPages === 'function' &&
+    typeof (m as Partial<PinnableDmaMemory>).unpinPages === 'function'
+  );
+}
+
+/** The descriptor ring a driver keeps pinned behind a pinning IOMMU. */
+export const DMA_RING_SIZE = 16 << 10;
 
 /** Guest memory a device uses until a real one is attached: one private window at IOVA 0. */
 export class PrivateDmaMemory implements DmaMemory {
@@ -52,7 +70,13 @@ export const PRIVATE_DMA_MEMORY_SIZE = 4 << 20;
 export const DMA_WRITE_SIZE = 4096;
 
 export class DmaEngine {
+  /** The device, as its peers see the initiator. */
+  readonly id: string;
+  /** Every P2P transaction this device initiated or received. */
+  readonly p2pLog = new P2pLog();
   #memory: DmaMemory | null = null;
+  /** The pinned descriptor ring, behind a pinning IOMMU. */
+  #ring: { memory: PinnableDmaMemory; iova: number; length: number } | null = null;
   readonly #log: DmaDirtyLog | null;
   readonly #rng: Prng;
   readonly #acc = new RateAccumulator();
@@ -61,10 +85,11 @@ export class DmaEngine {
   /** Total bytes written by DMA since power-on (statistics). */
   bytesWritten = 0;
 
-  constructor(seed: number, log: DmaDirtyLog | null) {
+  constructor(seed: number, log: DmaDirtyLog | null, id = 'device') {
     this.#rng = new Prng(seed ^ 0x00d3a);
     this.#rng.fill(this.#payload);
     this.#log = log;
+    this.id = id;
   }
 
   /** The memory DMA lands in: the attached one, else a private buffer made on first use. */
@@ -74,7 +99,21 @@ export class DmaEngine {
   }
 
   attach(memory: DmaMemory): void {
+    this.release();
     this.#memory = memory;
+    const first = memory.regions.find((r) => r.length > 0);
+    if (isPinnable(memory) && first !== undefined) {
+      const length = Math.min(DMA_RING_SIZE, first.length);
+      memory.pinPages(first.iova, length);
+      this.#ring = { memory, iova: first.iova, length };
+    }
+  }
+
+  /** Unpins the descriptor ring (device closed or memory replaced). */
+  release(): void {
+    const ring = this.#ring;
+    this.#ring = null;
+    ring?.memory.unpinPages(ring.iova, ring.length);
   }
 
   connectPeer(peer: P2pPeer): void {
@@ -90,17 +129,46 @@ export class DmaEngine {
     if (!dmaAllowed(state, 'memory')) {
       throw new Error(`device initiated DMA while in state ${state}, which forbids it`);
     }
-    this.memory.write(iova, data);
+    const memory = this.memory;
+    if (isPinnable(memory)) {
+      memory.pinPages(iova, data.length);
+      try {
+        memory.write(iova, data);
+      } finally {
+        memory.unpinPages(iova, data.length);
+      }
+    } else {
+      memory.write(iova, data);
+    }
     this.bytesWritten += data.length;
     this.#log?.recordWrite(iova, data.length);
   }
 
-  /** Peer-to-peer DMA into `peer`; refused in the P2P-quiesced states. */
-  peerWrite(state: MigState, peer: P2pPeer, offset: number, data: Uint8Array): void {
+  /**
+   * Peer-to-peer DMA into `peer`, this device's `seq`-th transaction; refused (thrown) in the
+   * P2P-quiesced states. Logged with whether the peer took it. Returns that.
+   */
+  peerWrite(
+    state: MigState,
+    peer: P2pPeer,
+    seq: number,
+    offset: number,
+    data: Uint8Array,
+  ): boolean {
     if (!dmaAllowed(state, 'peer')) {
       throw new Error(`device initiated P2P DMA to ${peer.id} while P2P-quiesced (state ${state})`);
     }
-    peer.p2pWrite(offset, data);
+    const accepted = peer.p2pWrite(this.id, seq, offset, data);
+    this.p2pLog.recordSent({
+      seq,
+      from: this.id,
+      to: peer.id,
+      offset,
+      length: data.length,
+      state,
+      accepted,
+    });
+    return accepted;
   }
 
   /** Activity: `bytesPerSecond` of DMA over `ms`, at seeded random places in guest memory. */

@@ -21,8 +21,11 @@ export {
 export type { PciIds } from './config-space.ts';
 export { DmaDirtyLog, combineRanges } from './dma-log.ts';
 export type { DmaLogLimits } from './dma-log.ts';
-export { dmaAllowed, PrivateDmaMemory } from './dma.ts';
-export type { DmaKind, P2pPeer } from './dma.ts';
+export { DMA_RING_SIZE, dmaAllowed, isPinnable, PrivateDmaMemory } from './dma.ts';
+export type { DmaKind, PinnableDmaMemory } from './dma.ts';
+export { P2P_LOG_LIMIT, P2P_WRITE_SIZE, P2pLog, p2pInitiatorKey } from './p2p.ts';
+export type { P2pPeer, P2pReceivedCounter, P2pTransaction, SimP2pPort } from './p2p.ts';
+export { P2P_LANDING_SIZE, P2P_WINDOW_SIZE } from './records/p2p-mailbox.ts';
 export type { SimModel, SavingStream, ResumingStream, DmaLoggingMode } from './model.ts';
 export { MttyModel } from './mtty/model.ts';
 export { RecordModel } from './records/model.ts';

@@ -60,6 +60,8 @@ export interface RecordParams extends CommonParams {
   'dirty-rate': number;
   'dma-rate': number;
   logging: boolean;
+  'p2p-rate': number;
+  'load-rate': number;
 }
 
 export interface ModelDef<P extends CommonParams> {
@@ -111,6 +113,18 @@ function recordParams(defaults: {
       1 << 30,
     ),
     logging: onOffParam('DMA dirty logging (features 6/7/8); off: ENOTTY', 'on'),
+    'p2p-rate': intParam(
+      'P2P writes per second into connected peers while running; > 0 also gives the device a 4K P2P window at the end of its state',
+      '0',
+      0,
+      1_000_000,
+    ),
+    'load-rate': sizeParam(
+      'bytes per second a resuming device needs to set up each chunk on its first load (in write); 0: free',
+      '0',
+      0,
+      16 * (1 << 30),
+    ),
   };
 }
 
@@ -131,6 +145,8 @@ function recordModel(kind: string, modelId: number, deviceId: number, classCode:
       dirtyRate: p['dirty-rate'],
       dmaRate: p['dma-rate'],
       logging: p.logging,
+      p2pRate: p['p2p-rate'],
+      loadRate: p['load-rate'],
       seed: p.seed,
     });
   };

@@ -320,7 +320,10 @@ test('mtty: logging refuses misuse like any device and reports clean; logging=of
 
 test('P2P seam: a device initiates peer writes only outside the P2P-quiesced states', async () => {
   const received: number[] = [];
-  const peer = { id: 'gpu1', p2pWrite: (offset: number) => void received.push(offset) };
+  const peer = {
+    id: 'gpu1',
+    p2pWrite: (_from: string, _seq: number, offset: number) => received.push(offset) > 0,
+  };
   const dev = makeDevice('nic', 7);
   dev.connectPeer(peer);
   for (const [state, allowed] of [
@@ -331,7 +334,7 @@ test('P2P seam: a device initiates peer writes only outside the P2P-quiesced sta
     [MigState.STOP_COPY, false],
   ] as const) {
     await dev.setState(state);
-    const write = (): void => dev.initiatePeerWrite(peer, state, new Uint8Array(4));
+    const write = (): boolean => dev.initiatePeerWrite(peer, state, new Uint8Array(4));
     if (allowed) write();
     else assert.throws(write, /P2P DMA/, `state ${state}`);
   }

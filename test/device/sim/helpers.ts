@@ -20,7 +20,12 @@ export function flagsWord(flags: MigrationFlags): string {
 }
 
 /** A device of `model` with `flags`; `extra` (",key=value...") overrides the test defaults. */
-export function makeDevice(model: ModelName, flags: MigrationFlags, extra = ''): SimDevice {
+export function makeDevice(
+  model: ModelName,
+  flags: MigrationFlags,
+  extra = '',
+  id = `${model}0`,
+): SimDevice {
   const params = new Map<string, string>();
   const items = `${MODEL_SPECS[model]},flags=${flagsWord(flags)}${extra}`.split(',').slice(1);
   for (const item of items) {
@@ -28,7 +33,7 @@ export function makeDevice(model: ModelName, flags: MigrationFlags, extra = ''):
     if (key && value !== undefined) params.set(key, value);
   }
   const spec = [`sim:${model}`, ...[...params].map(([k, v]) => `${k}=${v}`)].join(',');
-  return createSimDevice(spec, { id: `${model}0` });
+  return createSimDevice(spec, { id });
 }
 
 /** Every model with every legal flag set. */
