@@ -1,22 +1,27 @@
 /**
  * The entry point a VM's composition root calls: `attachVfioDevices` realizes every VFIO
  * device into the VM's savevm registry, run control, migration notifiers, blockers and guest
- * memory, and returns the `VfioDeviceSet` that owns them: the shared byte counter, the "vfio"
- * dirty-log listener, the VM-wide multiple-devices blocker, the state log order.
+ * memory, and returns the `VfioDeviceSet` that owns them: the shared byte counter, the IOMMU
+ * container and its listener (RAM, or a vIOMMU's mappings), the "vfio" dirty-log listener,
+ * the VM-wide multiple-devices blocker, the state log order, the devices' P2P BARs.
  */
 import type { VfioMigrationDevice } from '../device/device.ts';
 import type { VmRunControl } from '../guest/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
+import { GiB } from '../memory/index.ts';
+import { IommuContainer } from '../memory/iommu/index.ts';
+import type { GuestIommu } from '../memory/iommu/index.ts';
 import type { MigrationBlockers } from '../migration/blockers.ts';
 import type { MigrationInfoProvider, VfioStatsInfo } from '../migration/info.ts';
 import type { MigrationNotifiers } from '../migration/notifiers.ts';
 import type { SaveVMRegistry } from '../migration/savevm/registry.ts';
 import { MultipleDevicesBlocker } from './blockers.ts';
+import { VfioContainerListener } from './container-listener.ts';
 import { VfioDirtyTracking } from './dirty-tracking.ts';
 import type { VfioEnvironment, VfioListeners } from './events.ts';
 import { PciSlotAllocator } from './id-path.ts';
 import type { VFIOMigration } from './migration.ts';
-import { VfioPciDevice } from './pci-device.ts';
+import { VFIO_PCI_BAR_SIZE, VfioPciDevice } from './pci-device.ts';
 import type { VfioHost } from './pci-device.ts';
 import { parseVfioPciProperties } from './properties.ts';
 import type { VfioPciProperties, VfioPciPropertyInput } from './properties.ts';
@@ -39,19 +44,37 @@ export interface AttachVfioOptions {
   readonly notifiers: MigrationNotifiers;
   readonly blockers: MigrationBlockers;
   readonly devices?: readonly VfioDeviceConfig[];
+  /**
+   * The host IOMMU container the devices DMA through (their DmaMemory should be its
+   * `dmaView`). Default: one without dirty tracking, mapping RAM only for the DMA-logging
+   * ranges (the devices then DMA wherever they were told).
+   */
+  readonly container?: IommuContainer;
+  /** A guest IOMMU: the container follows its mappings instead of mapping RAM. */
+  readonly viommu?: GuestIommu;
   /** The current migration status (`query-migrate`'s), for the state log; none if omitted. */
   readonly migrationStatus?: () => string | undefined;
   readonly listeners?: VfioListeners;
 }
 
+/** Where the 64-bit PCI hole starts: above RAM, 1 GiB aligned, never below 4 GiB. */
+export function pciHole64Start(memory: GuestMemory): number {
+  const top = memory.mappings.reduce((t, m) => Math.max(t, m.gpa + m.length), 4 * GiB);
+  return Math.ceil(top / GiB) * GiB;
+}
+
 export class VfioDeviceSet {
   readonly stats = new VfioMigrationStats();
+  readonly container: IommuContainer;
+  readonly listener: VfioContainerListener;
   readonly dirtyTracking: VfioDirtyTracking;
   readonly multipleDevices: MultipleDevicesBlocker;
   readonly #devices: VfioPciDevice[] = [];
   readonly #slots = new PciSlotAllocator();
   readonly #host: VfioHost;
   readonly #detach: (() => void)[] = [];
+  readonly #barBase: number;
+  #barsAllocated = 0;
 
   constructor(opts: AttachVfioOptions) {
     let seq = 0;
@@ -63,6 +86,9 @@ export class VfioDeviceSet {
       listeners,
     };
     this.multipleDevices = new MultipleDevicesBlocker(opts.blockers);
+    this.container = opts.container ?? new IommuContainer(opts.memory, 'none');
+    this.listener = new VfioContainerListener(opts.memory, this.container, opts.viommu ?? null);
+    this.#barBase = pciHole64Start(opts.memory);
     this.#host = {
       registry: opts.registry,
       runControl: opts.runControl,
@@ -72,12 +98,19 @@ export class VfioDeviceSet {
       stats: this.stats,
       multipleDevices: this.multipleDevices,
       migrations: () => this.migrations(),
+      container: this.container,
+      viommuPresent: this.listener.viommuPresent,
+      ramSize: opts.memory.ramSize,
     };
-    this.dirtyTracking = new VfioDirtyTracking(
-      opts.memory,
-      () => this.#devices.map((d) => d.migration),
+    this.dirtyTracking = new VfioDirtyTracking({
+      memory: opts.memory,
+      listener: this.listener,
+      devices: () => this.#devices.map((d) => d.migration),
+      bars: () => this.#devices.map((d) => d.bar),
       listeners,
-    );
+    });
+    this.listener.register();
+    this.#detach.push(() => this.listener.unregister());
     this.#detach.push(opts.memory.dirtyLogListeners.add(this.dirtyTracking));
     // `migrate_init` resets the VFIO byte counter when a migration starts.
     this.#detach.push(
@@ -136,7 +169,12 @@ export class VfioDeviceSet {
     const path =
       config.addr === undefined ? this.#slots.allocate() : this.#slots.claim(config.addr);
     const properties = resolveProperties(config.properties);
-    const dev = new VfioPciDevice(config.device, path, properties, this.#host);
+    // A 64-bit BAR in the PCI hole, where peers reach the device (never reused).
+    const bar = {
+      iova: this.#barBase + this.#barsAllocated++ * VFIO_PCI_BAR_SIZE,
+      length: VFIO_PCI_BAR_SIZE,
+    };
+    const dev = new VfioPciDevice(config.device, path, properties, this.#host, bar);
     this.#devices.push(dev);
     try {
       await dev.realize();

@@ -3,7 +3,6 @@
  * A device's own reasons become its blocker — or, with `enable-migration=on`, an error that
  * fails its realize. The multiple-devices rule is one blocker for the whole VM, re-evaluated
  * when a device goes away. Refusing postcopy is not a blocker: see VFIOMigration.savePrepare.
- * (The vIOMMU blocker comes with vIOMMU support.)
  */
 import type { MigrationBlockers } from '../migration/blockers.ts';
 import type { VFIOMigration } from './migration.ts';
@@ -16,6 +15,9 @@ export const vfioBlockerMessages = {
     `${name}: Migration couldn't be initialized for VFIO device, err: ${errno} (${reason})`,
   noDirtyTracking: (name: string) =>
     `${name}: VFIO device doesn't support device and IOMMU dirty tracking`,
+  dirtyTrackingLimit: (name: string) =>
+    `${name}: Migration is currently not supported with large memory VM due to dirty tracking limitation in backend`,
+  viommu: (name: string) => `${name}: Migration is currently not supported with vIOMMU enabled`,
   multipleDevices:
     'Multiple VFIO devices migration is supported only if all of them support P2P migration',
 } as const;

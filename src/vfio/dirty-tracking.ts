@@ -1,34 +1,42 @@
 /**
- * Dirty tracking of guest RAM written by device DMA (qemu-migration.md §3.5, basic version):
- * the "vfio" dirty-log listener of the VM's guest memory. Device DMA bypasses the vCPU dirty
- * log, so without this a page a device wrote during pre-copy would be lost.
+ * Dirty tracking of guest RAM written by device DMA (qemu-migration.md §3.5): the "vfio"
+ * dirty-log listener of the VM's guest memory. Device DMA bypasses the vCPU dirty log, so
+ * without it a page a device wrote during pre-copy would be lost.
  *
- * - logGlobalStart: when every VFIO device has migration and usable DMA logging (probed at
- *   init, `x-device-dirty-page-tracking` not off), start DMA logging on each, over the guest
- *   RAM spans below and above 4 GiB at page size 4096; any failure stops all and fails the
- *   start. Otherwise fall back to treating all guest RAM as perpetually dirty — what a type1
- *   container without page tracking reports — so nothing is ever lost, at the price of
- *   resending everything.
- * - logSync: skipped unless started, every device has migration and no device opted out with
- *   `x-pre-copy-dirty-page-tracking=off` while still running or in pre-copy. Each RAM mapping
- *   is reported by every device into one bitmap, which is ORed into the block's migration
- *   bitmap (IOVA = guest-physical: no vIOMMU yet).
- * - logGlobalStop: stop logging per device; failures are only reported.
- *
- * Later work: container/IOMMU (iommufd) tracking instead of the perpetual fallback, the 64-bit
- * PCI hole range, vIOMMU replay.
+ * - logGlobalStart (`vfio_listener_log_global_start`): when every VFIO device has migration and
+ *   usable DMA logging (probed at init, `x-device-dirty-page-tracking` not off), start DMA
+ *   logging on each over QEMU's three ranges (below 4 GiB, above 4 GiB, the 64-bit PCI hole
+ *   of the VFIO BARs) at the host page size; any failure stops all and fails the start.
+ *   Otherwise start the container's tracking (type1 or iommufd). With neither, every page a
+ *   sync visits is dirty at every sync — what `vfio_container_query_dirty_bitmap` does for a
+ *   container without tracking. (QEMU then never syncs at all, since nothing "started"; its
+ *   realize blocker keeps `auto` devices from migrating like that. We take the safe reading:
+ *   nothing a device wrote is ever lost.)
+ * - logSync (`vfio_listener_log_sync`): skipped unless started, every device has migration
+ *   and no device opted out with `x-pre-copy-dirty-page-tracking=off` while still running or
+ *   in pre-copy. Each section — a RAM mapping, or with a vIOMMU each mapping a replay finds —
+ *   is queried by IOVA and its bits go to the RAM migration bitmaps at the GPA it translates
+ *   to.
+ * - An unmap while tracking (the guest's vIOMMU invalidates a range during pre-copy) reads
+ *   the range's bits first: type1 unmaps with GET_DIRTY_BITMAP, the others query the range
+ *   (`vfio_legacy_dma_unmap`), so pages written through a range that is gone are not lost.
+ * - logGlobalStop: stop logging per device (failures only reported) or the container's.
  */
-import type { DirtyBitmap, DirtyLogListener, GuestMemory, RamMapping } from '../memory/index.ts';
+import type { DirtyLogListener, GuestMemory } from '../memory/index.ts';
 import { TARGET_PAGE_SIZE } from '../memory/index.ts';
+import type { IommuMapping } from '../memory/iommu/index.ts';
+import { pageBitmapBytes } from '../memory/iommu/index.ts';
 import type { IovaRange } from '../uapi/index.ts';
-import { MigState, isPreCopyState, reportBitmapBytes } from '../uapi/index.ts';
+import { MigState, isPreCopyState } from '../uapi/index.ts';
+import type { VfioContainerListener } from './container-listener.ts';
 import type { VfioListeners } from './events.ts';
 import type { VFIOMigration } from './migration.ts';
 
-/** The page size of DMA logging and of its reports (the host page). */
+/** The page size of DMA logging and of every report (the host page). */
 export const VFIO_DIRTY_PAGE_SIZE = TARGET_PAGE_SIZE;
 const PAGE = BigInt(VFIO_DIRTY_PAGE_SIZE);
-const FOUR_GIB = 2 ** 32;
+/** QEMU's `UINT32_MAX` split between the 32-bit and the 64-bit ranges. */
+const UINT32_MAX = 0xffff_ffff;
 
 /** How dirty pages written by DMA are found this migration. */
 export type VfioDirtyTrackingMode =
@@ -36,67 +44,214 @@ export type VfioDirtyTrackingMode =
   | 'off'
   /** DMA logging on every device */
   | 'device'
-  /** no usable tracker: all guest RAM is dirty at every sync */
+  /** the IOMMU container's tracking (type1 or iommufd) */
+  | 'container'
+  /** no usable tracker: every page a sync visits is dirty */
   | 'perpetual';
 
 /** A VFIO device of the VM as dirty tracking sees it: its migration, or null without one. */
 export type VfioTrackedDevice = VFIOMigration | null;
 
-/** `vfio_device_dirty_pages_supported`: logging probed and not switched off. */
+/** A section of the container's address space, for the DMA-logging ranges. */
+export interface DirtyTrackingSection {
+  readonly iova: number;
+  readonly length: number;
+  /** Owned by a VFIO PCI device (a BAR mapped for P2P): counts in the 64-bit PCI hole. */
+  readonly vfioPci?: boolean;
+}
+
+/** `vfio_device_dirty_pages_disabled` negated: logging probed and not switched off. */
 export function deviceDirtyTrackingUsable(m: VFIOMigration): boolean {
   return m.dirtyPagesSupported && m.properties['x-device-dirty-page-tracking'];
 }
 
 /**
- * The DMA-logging ranges: the span of guest RAM below 4 GiB and the span above (QEMU's
- * `min32..max32`, `min64..max64`; the 64-bit PCI hole is not modelled).
+ * `vfio_dirty_tracking_init` + `vfio_device_feature_dma_logging_start_create`: the sections
+ * reduced to at most three ranges — 32-bit, 64-bit, and the 64-bit PCI hole (VFIO BARs at or
+ * above 4 GiB) — so big holes in the address space are not tracked.
  */
-export function dmaLoggingRanges(mappings: readonly RamMapping[]): IovaRange[] {
-  const spans: { lo: number; hi: number }[] = [];
-  for (const below of [true, false]) {
-    const ms = mappings.filter((m) => m.gpa < FOUR_GIB === below);
-    if (ms.length === 0) continue;
-    spans.push({
-      lo: Math.min(...ms.map((m) => m.gpa)),
-      hi: Math.max(...ms.map((m) => m.gpa + m.length)),
-    });
+export function dmaLoggingRanges(sections: readonly DirtyTrackingSection[]): IovaRange[] {
+  const span = (): { min: number; max: number } => ({ min: Infinity, max: -1 });
+  const r32 = span();
+  const r64 = span();
+  const pci64 = span();
+  for (const s of sections) {
+    if (s.length <= 0) continue;
+    const end = s.iova + s.length - 1; // inclusive, as QEMU keeps it
+    const r = s.vfioPci === true && s.iova >= UINT32_MAX ? pci64 : end <= UINT32_MAX ? r32 : r64;
+    r.min = Math.min(r.min, s.iova);
+    r.max = Math.max(r.max, end);
   }
-  return spans.map((s) => ({ iova: BigInt(s.lo), length: BigInt(s.hi - s.lo) }));
+  return [r32, r64, pci64]
+    .filter((r) => r.max >= 0)
+    .map((r) => ({ iova: BigInt(r.min), length: BigInt(r.max - r.min + 1) }));
+}
+
+export interface VfioDirtyTrackingOptions {
+  readonly memory: GuestMemory;
+  readonly listener: VfioContainerListener;
+  readonly devices: () => readonly VfioTrackedDevice[];
+  /** The VFIO PCI BARs in the address space (the 64-bit PCI hole range). */
+  readonly bars: () => readonly DirtyTrackingSection[];
+  readonly listeners: VfioListeners;
 }
 
 export class VfioDirtyTracking implements DirtyLogListener {
   readonly name = 'vfio';
   readonly #memory: GuestMemory;
+  readonly #listener: VfioContainerListener;
   readonly #devices: () => readonly VfioTrackedDevice[];
+  readonly #bars: () => readonly DirtyTrackingSection[];
   readonly #listeners: VfioListeners;
   #mode: VfioDirtyTrackingMode = 'off';
-  /** One report bitmap per RAM mapping, reused at every sync. */
-  #reports: Uint8Array[] = [];
+  /** Pages set by syncs and unmaps since tracking started (statistics). */
+  dirtyPagesReported = 0;
 
-  constructor(
-    memory: GuestMemory,
-    devices: () => readonly VfioTrackedDevice[],
-    listeners: VfioListeners,
-  ) {
-    this.#memory = memory;
-    this.#devices = devices;
-    this.#listeners = listeners;
+  constructor(opts: VfioDirtyTrackingOptions) {
+    this.#memory = opts.memory;
+    this.#listener = opts.listener;
+    this.#devices = opts.devices;
+    this.#bars = opts.bars;
+    this.#listeners = opts.listeners;
+    opts.listener.setUnmap((e) => this.unmap(e));
   }
 
   get mode(): VfioDirtyTrackingMode {
     return this.#mode;
   }
 
+  /** The DMA-logging ranges of the container's address space now. */
+  ranges(): IovaRange[] {
+    return dmaLoggingRanges([
+      ...this.#listener.container.mappings.map((m) => ({ iova: m.iova, length: m.length })),
+      ...this.#bars().map((b) => ({ ...b, vfioPci: true })),
+    ]);
+  }
+
   /** `vfio_listener_log_global_start`. */
   async logGlobalStart(): Promise<void> {
     const devices = this.#devices();
     if (devices.length === 0) return;
-    if (!devices.every((m) => m !== null && deviceDirtyTrackingUsable(m))) {
-      this.#mode = 'perpetual';
+    this.dirtyPagesReported = 0;
+    if (devices.every((m) => m !== null && deviceDirtyTrackingUsable(m))) {
+      await this.#startDevices(devices as readonly VFIOMigration[]);
+      this.#mode = 'device';
       return;
     }
-    const migrations = devices as readonly VFIOMigration[];
-    const ranges = dmaLoggingRanges(this.#memory.mappings);
+    const container = this.#listener.container;
+    if (container.dirtyPagesSupported) {
+      try {
+        container.setDirtyTracking(true);
+      } catch (err) {
+        throw new Error(`vfio: Could not start dirty page tracking - ${message(err)}`, {
+          cause: err,
+        });
+      }
+      this.#mode = 'container';
+      return;
+    }
+    this.#mode = 'perpetual';
+  }
+
+  /** `vfio_listener_log_global_stop`. */
+  async logGlobalStop(): Promise<void> {
+    const mode = this.#mode;
+    this.#mode = 'off';
+    if (mode === 'device') await this.#stopDevices(this.#devices().filter((m) => m !== null));
+    if (mode === 'container') this.#listener.container.setDirtyTracking(false);
+  }
+
+  /** `vfio_listener_log_sync` over every section of the container's address space. */
+  async logSync(_final: boolean): Promise<void> {
+    if (this.#mode === 'off' || !this.#syncNeeded()) return;
+    for (const s of this.#listener.syncSections()) {
+      const bitmap = await this.#query(s.iova, s.length);
+      this.#markDirty(s, bitmap);
+    }
+  }
+
+  /**
+   * An unmap of `entry` (a vIOMMU invalidation) while this tracker may be on. Tracking on:
+   * the range's bits are read (with the unmap itself, for a container) and land at the GPA
+   * it translated to. Device logging cannot be read synchronously here, so its range is taken
+   * as dirty — a combination QEMU blocks anyway (vIOMMU with device dirty tracking).
+   */
+  unmap(entry: IommuMapping): void {
+    const container = this.#listener.container;
+    switch (this.#mode) {
+      case 'container': {
+        const bitmap = new Uint8Array(pageBitmapBytes(entry.length / VFIO_DIRTY_PAGE_SIZE));
+        container.unmap(entry.iova, entry.length, bitmap);
+        this.#markDirty(entry, bitmap);
+        return;
+      }
+      case 'device':
+      case 'perpetual':
+        container.unmap(entry.iova, entry.length);
+        this.#markDirty(entry, null);
+        return;
+      case 'off':
+        container.unmap(entry.iova, entry.length);
+        return;
+    }
+  }
+
+  /** `vfio_log_sync_needed`. */
+  #syncNeeded(): boolean {
+    return this.#devices().every(
+      (m) =>
+        m !== null &&
+        (m.properties['x-pre-copy-dirty-page-tracking'] || !deviceRunsOrPrecopies(m.state.current)),
+    );
+  }
+
+  /**
+   * `vfio_container_query_dirty_bitmap` of [iova, iova+length): a report bitmap, or null for
+   * "all of it" (no tracker).
+   */
+  async #query(iova: number, length: number): Promise<Uint8Array | null> {
+    if (this.#mode === 'perpetual') return null;
+    const bitmap = new Uint8Array(pageBitmapBytes(length / VFIO_DIRTY_PAGE_SIZE));
+    if (this.#mode === 'container') {
+      this.#listener.container.queryDirtyBitmap(iova, length, bitmap);
+      return bitmap;
+    }
+    for (const dev of this.#devices()) {
+      // A device hot-added after the start has no log to report (QEMU forbids that).
+      if (dev?.dirtyTracking === true) await this.#report(dev, iova, length, bitmap);
+    }
+    return bitmap;
+  }
+
+  /**
+   * `cpu_physical_memory_set_dirty_lebitmap` (or `_set_dirty_range` for null): marks the
+   * pages of `s` at the GPA it translates to, across RAM mappings if it spans several.
+   */
+  #markDirty(s: IommuMapping, bitmap: Uint8Array | null): void {
+    const pages = s.length / VFIO_DIRTY_PAGE_SIZE;
+    let done = 0;
+    while (done < pages) {
+      const gpa = s.gpa + done * VFIO_DIRTY_PAGE_SIZE;
+      const m = this.#memory.findMapping(gpa);
+      if (m === undefined) {
+        done++; // not RAM (a BAR, a hole): nothing to migrate there
+        continue;
+      }
+      const n = Math.min(pages - done, (m.gpa + m.length - gpa) / VFIO_DIRTY_PAGE_SIZE);
+      const first = (m.offset + gpa - m.gpa) / VFIO_DIRTY_PAGE_SIZE;
+      const target = m.block.bitmap;
+      if (bitmap === null) {
+        this.dirtyPagesReported += n;
+        target.setDirty(first, n);
+      } else {
+        this.dirtyPagesReported += orReportBitmap(bitmap, n, target, first, done);
+      }
+      done += n;
+    }
+  }
+
+  async #startDevices(migrations: readonly VFIOMigration[]): Promise<void> {
+    const ranges = this.ranges();
     try {
       for (const m of migrations) {
         if (m.dirtyTracking) continue;
@@ -113,60 +268,15 @@ export class VfioDirtyTracking implements DirtyLogListener {
       await this.#stopDevices(migrations);
       throw err;
     }
-    this.#reports = this.#memory.mappings.map(
-      (m) => new Uint8Array(reportBitmapBytes(BigInt(m.length), PAGE)),
-    );
-    this.#mode = 'device';
   }
 
-  /** `vfio_listener_log_global_stop`. */
-  async logGlobalStop(): Promise<void> {
-    const mode = this.#mode;
-    this.#mode = 'off';
-    this.#reports = [];
-    if (mode === 'device') {
-      await this.#stopDevices(this.#devices().filter((m) => m !== null));
-    }
-  }
-
-  /** `vfio_listener_log_sync` over every RAM mapping. */
-  async logSync(_final: boolean): Promise<void> {
-    if (this.#mode === 'off' || !this.#syncNeeded()) return;
-    const mappings = this.#memory.mappings;
-    for (let i = 0; i < mappings.length; i++) {
-      const m = mappings[i]!;
-      const first = m.offset / VFIO_DIRTY_PAGE_SIZE;
-      const pages = m.length / VFIO_DIRTY_PAGE_SIZE;
-      if (this.#mode === 'perpetual') {
-        m.block.bitmap.setDirty(first, pages);
-        continue;
-      }
-      const report = this.#reports[i]!;
-      report.fill(0);
-      for (const dev of this.#devices()) {
-        // A device hot-added after the start has no log to report (QEMU forbids that).
-        if (dev?.dirtyTracking === true) await this.#report(dev, m, report);
-      }
-      orReportBitmap(report, pages, m.block.bitmap, first);
-    }
-  }
-
-  /** `vfio_log_sync_needed`. */
-  #syncNeeded(): boolean {
-    return this.#devices().every(
-      (m) =>
-        m !== null &&
-        (m.properties['x-pre-copy-dirty-page-tracking'] || !deviceRunsOrPrecopies(m.state.current)),
-    );
-  }
-
-  async #report(m: VFIOMigration, map: RamMapping, bitmap: Uint8Array): Promise<void> {
+  async #report(m: VFIOMigration, iova: number, length: number, bitmap: Uint8Array): Promise<void> {
     try {
-      await m.device.dmaLogging.report(BigInt(map.gpa), BigInt(map.length), PAGE, bitmap);
+      await m.device.dmaLogging.report(BigInt(iova), BigInt(length), PAGE, bitmap);
     } catch (err) {
       throw new Error(
-        `${m.name}: Failed to get DMA logging report, iova: 0x${map.gpa.toString(16)}, ` +
-          `size: 0x${map.length.toString(16)}: ${message(err)}`,
+        `${m.name}: Failed to get DMA logging report, iova: 0x${iova.toString(16)}, ` +
+          `size: 0x${length.toString(16)}: ${message(err)}`,
         { cause: err },
       );
     }
@@ -192,30 +302,35 @@ function deviceRunsOrPrecopies(s: MigState): boolean {
 }
 
 /**
- * `cpu_physical_memory_set_dirty_lebitmap`: ORs a report bitmap (bit k = page k, little-endian
- * u64 words, so little-endian u32 halves) of `pages` pages into `target` from page `first`.
- * Whole 32-page words when `first` is word-aligned, bit by bit otherwise; no allocation.
+ * ORs `pages` bits of a report bitmap (bit k = page k, little-endian u64 words, so
+ * little-endian u32 halves), starting at bit `from`, into `target` from page `first`. Whole
+ * 32-page words when both sides are word-aligned, bit by bit otherwise; no allocation.
+ * Returns how many pages became dirty.
  */
 export function orReportBitmap(
   report: Uint8Array,
   pages: number,
-  target: DirtyBitmap,
+  target: { setDirty(start: number, count?: number): number; orWord(i: number, b: number): number },
   first: number,
-): void {
-  const aligned = (first & 31) === 0;
-  for (let w = 0; w * 32 < pages; w++) {
-    const o = w * 4;
-    let bits =
-      report[o]! | (report[o + 1]! << 8) | (report[o + 2]! << 16) | (report[o + 3]! << 24) | 0;
-    const left = pages - w * 32;
-    if (left < 32) bits &= (1 << left) - 1;
-    if (bits === 0) continue;
-    if (aligned) {
-      target.orWord((first >>> 5) + w, bits);
-      continue;
+  from = 0,
+): number {
+  let fresh = 0;
+  if ((first & 31) === 0 && (from & 31) === 0) {
+    for (let w = 0; w * 32 < pages; w++) {
+      const o = (from >>> 3) + w * 4;
+      let bits =
+        report[o]! | (report[o + 1]! << 8) | (report[o + 2]! << 16) | (report[o + 3]! << 24) | 0;
+      const left = pages - w * 32;
+      if (left < 32) bits &= (1 << left) - 1;
+      if (bits !== 0) fresh += target.orWord((first >>> 5) + w, bits);
     }
-    for (let b = 0; b < 32; b++) if ((bits >>> b) & 1) target.setDirty(first + w * 32 + b);
+    return fresh;
   }
+  for (let k = 0; k < pages; k++) {
+    const bit = from + k;
+    if ((report[bit >>> 3]! >>> (bit & 7)) & 1) fresh += target.setDirty(first + k);
+  }
+  return fresh;
 }
 
 function message(err: unknown): string {

@@ -5,6 +5,7 @@
 export * from './attach.ts';
 export * from './blockers.ts';
 export * from './config-state.ts';
+export * from './container-listener.ts';
 export * from './device-state.ts';
 export * from './dirty-tracking.ts';
 export * from './events.ts';

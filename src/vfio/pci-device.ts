@@ -6,14 +6,18 @@
  * Realize: `enable-migration=off` blocks. Otherwise GET MIGRATION (ENOTTY: the device does not
  * support migration), STOP_COPY required, PROBE DMA_LOGGING_START; then the savevm entry
  * `"<PCI path>/vfio"` (instance auto, version 1), the VM-state handler (with `prepare` only for
- * P2P devices) and the migration notifier. After that: no usable dirty tracking blocks in
- * `auto` (the migration stays set up, as in QEMU) and only warns in `on`; then the
- * multiple-devices rule. With `enable-migration=on` every blocker is a realize error instead.
+ * P2P devices) and the migration notifier. After that, in QEMU's order: neither device nor
+ * IOMMU dirty tracking blocks in `auto` (the migration stays set up, as in QEMU), and in `on`
+ * only warns — unless a type1 container's bitmap could not cover guest RAM; then the
+ * multiple-devices rule; then device dirty tracking behind a vIOMMU. With
+ * `enable-migration=on` every blocker is a realize error instead.
  */
 import type { VfioMigrationDevice } from '../device/device.ts';
 import type { VmChangeStateEntry, VmRunControl } from '../guest/index.ts';
 import type { MigrationBlockers } from '../migration/blockers.ts';
 import type { MigrationNotifiers } from '../migration/notifiers.ts';
+import type { IommuContainer } from '../memory/iommu/index.ts';
+import { IOMMU_PAGE_SIZE } from '../memory/iommu/index.ts';
 import type { SaveStateEntry, SaveVMRegistry } from '../migration/savevm/registry.ts';
 import { Errno, VFIO_MIGRATION_STOP_COPY, isVfioError } from '../uapi/index.ts';
 import type { MigrationFlags } from '../uapi/index.ts';
@@ -39,6 +43,23 @@ export interface VfioHost {
   readonly multipleDevices: MultipleDevicesBlocker;
   /** Every device's migration, this one's included once it exists. */
   migrations(): readonly VFIOMigration[];
+  /** The container the device sits in, and whether its address space is a vIOMMU's. */
+  readonly container: IommuContainer;
+  readonly viommuPresent: boolean;
+  /** Guest RAM bytes (`current_machine->ram_size`). */
+  readonly ramSize: number;
+}
+
+/** Size of the 64-bit BAR of every VFIO PCI device, where peers write (P2P). */
+export const VFIO_PCI_BAR_SIZE = 1 << 20;
+
+/**
+ * `vfio_dirty_tracking_exceed_limit`: a legacy type1 container tracking dirty pages cannot
+ * hand out a bitmap for more than `max_dirty_bitmap_size × 8` pages (8 TiB by default).
+ */
+export function dirtyTrackingExceedsLimit(container: IommuContainer, ramSize: number): boolean {
+  if (!container.legacyType1 || !container.dirtyPagesSupported) return false;
+  return ramSize > container.maxDirtyBitmapSize * 8 * IOMMU_PAGE_SIZE;
 }
 
 export class VfioPciDevice {
@@ -49,6 +70,8 @@ export class VfioPciDevice {
   readonly path: string;
   readonly qomPath: string;
   readonly properties: VfioPciProperties;
+  /** The 64-bit BAR peers write to, in guest-physical (= IOVA) space. */
+  readonly bar: { readonly iova: number; readonly length: number };
   /** Set when migration was initialized (`vbasedev->migration`). */
   migration: VFIOMigration | null = null;
   /** This device's own blocker reason (`vbasedev->migration_blocker`). */
@@ -64,8 +87,10 @@ export class VfioPciDevice {
     path: string,
     properties: VfioPciProperties,
     host: VfioHost,
+    bar: { iova: number; length: number } = { iova: 0, length: 0 },
   ) {
     this.device = device;
+    this.bar = bar;
     this.name = device.id;
     this.path = path;
     this.qomPath = peripheralQomPath(device.id);
@@ -91,17 +116,25 @@ export class VfioPciDevice {
       return;
     }
     const m = this.migration!;
+    const host = this.#host;
     try {
-      if (!deviceDirtyTrackingUsable(m)) {
-        // No IOMMU dirty tracking exists yet, so the device's own is the only one.
+      if (!deviceDirtyTrackingUsable(m) && !host.container.iommuDirtyTracking) {
         const reason = vfioBlockerMessages.noDirtyTracking(this.name);
         if (enable === 'auto') {
           this.#block(reason);
           return;
         }
-        this.#host.env.listeners.warning?.(reason);
+        if (dirtyTrackingExceedsLimit(host.container, host.ramSize)) {
+          this.#block(vfioBlockerMessages.dirtyTrackingLimit(this.name));
+          return;
+        }
+        host.env.listeners.warning?.(reason);
       }
-      this.#host.multipleDevices.block(this.#host.migrations(), enable);
+      host.multipleDevices.block(host.migrations(), enable);
+      if (deviceDirtyTrackingUsable(m) && host.viommuPresent) {
+        this.#block(vfioBlockerMessages.viommu(this.name));
+        return;
+      }
     } catch (err) {
       this.#deinit();
       throw err;

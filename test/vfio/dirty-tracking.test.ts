@@ -10,9 +10,8 @@ import type { DmaLogging } from '../../src/device/device.ts';
 import type { SimDevice } from '../../src/device/sim/index.ts';
 import { RunState } from '../../src/guest/index.ts';
 import { DirtyBitmap, GuestMemory } from '../../src/memory/index.ts';
-import type { RamMapping } from '../../src/memory/index.ts';
 import { VfioError } from '../../src/uapi/index.ts';
-import { dmaLoggingRanges, orReportBitmap } from '../../src/vfio/index.ts';
+import { dmaLoggingRanges, orReportBitmap, pciHole64Start } from '../../src/vfio/index.ts';
 import { capture, mig, overriding, saveCtx, simDevice, testVm } from './helpers.ts';
 
 const GiB = 2 ** 30;
@@ -48,17 +47,30 @@ function withMemory(dev: SimDevice, memory: GuestMemory): SimDevice {
   return dev;
 }
 
-test('the logging ranges: one span below 4 GiB, one above', () => {
-  const m = (gpa: number, length: number) => ({ gpa, length }) as RamMapping;
+test('the logging ranges, as QEMU builds them: 32-bit, 64-bit and the 64-bit PCI hole', () => {
+  const ram = (iova: number, length: number) => ({ iova, length });
+  const bar = (iova: number, length: number) => ({ iova, length, vfioPci: true });
   assert.deepEqual(
-    dmaLoggingRanges([m(0, 0xa0000), m(0x100000, 3 * GiB - 0x100000), m(4 * GiB, 2 * GiB)]),
+    dmaLoggingRanges([
+      ram(0, 0xa0000),
+      ram(0x100000, 3 * GiB - 0x100000),
+      bar(0xfe00_0000, 0x10_0000), // a 32-bit BAR stays in the 32-bit range
+      ram(4 * GiB, 2 * GiB),
+      bar(1024 * GiB, 1 << 20),
+      bar(1024 * GiB + (1 << 20), 1 << 20),
+    ]),
     [
-      { iova: 0n, length: BigInt(3 * GiB) },
+      { iova: 0n, length: 0xfe10_0000n },
       { iova: BigInt(4 * GiB), length: BigInt(2 * GiB) },
+      { iova: BigInt(1024 * GiB), length: 2n << 20n },
     ],
   );
-  assert.deepEqual(dmaLoggingRanges([m(4 * GiB, 4096)]), [
+  assert.deepEqual(dmaLoggingRanges([ram(4 * GiB, 4096)]), [
     { iova: BigInt(4 * GiB), length: 4096n },
+  ]);
+  // A section crossing 4 GiB belongs to the 64-bit range.
+  assert.deepEqual(dmaLoggingRanges([ram(4 * GiB - 4096, 8192)]), [
+    { iova: BigInt(4 * GiB - 4096), length: 8192n },
   ]);
 });
 
@@ -69,9 +81,12 @@ test('pages written by device DMA during pre-copy are dirty in the RAM bitmaps a
   const vm = await testVm({ devices: [{ device: a }, { device: b }], memory });
   await memory.dirtyLogListeners.start();
   assert.equal(vm.set.dirtyTracking.mode, 'device');
+  const hole = BigInt(pciHole64Start(memory));
+  assert.equal(hole, BigInt(5 * GiB), 'above RAM, 1 GiB aligned');
   assert.deepEqual(a.dirtyLog.trackedRanges, [
     { iova: 0n, length: 256n << 10n },
     { iova: BigInt(4 * GiB), length: 128n << 10n },
+    { iova: hole, length: 2n << 20n }, // the two devices' BARs
   ]);
   for (const id of ['nic0', 'gpu0']) await capture((f) => mig(vm, id).saveSetup(f, saveCtx()));
 

@@ -9,6 +9,7 @@ import type { SimDevice } from '../../src/device/sim/index.ts';
 import type { VfioMigrationDevice } from '../../src/device/device.ts';
 import { RunState, VmRunControl } from '../../src/guest/index.ts';
 import { GuestMemory } from '../../src/memory/index.ts';
+import type { GuestIommu, IommuContainer } from '../../src/memory/iommu/index.ts';
 import { MigrationBlockers } from '../../src/migration/blockers.ts';
 import { MigrationNotifiers } from '../../src/migration/notifiers.ts';
 import type { LoadContext, SaveContext } from '../../src/migration/savevm/handlers.ts';
@@ -79,6 +80,8 @@ export interface TestVmOptions {
   /** Initial run state: running (source) or inmigrate (destination). */
   initial?: RunState;
   memory?: GuestMemory;
+  container?: IommuContainer;
+  viommu?: GuestIommu;
 }
 
 /** A VM with `devices` attached; source VMs are started (prelaunch -> running). */
@@ -101,6 +104,8 @@ export async function testVm(opts: TestVmOptions): Promise<TestVm> {
   };
   const set = await attachVfioDevices({
     ...parts,
+    ...(opts.container ? { container: opts.container } : {}),
+    ...(opts.viommu ? { viommu: opts.viommu } : {}),
     devices: opts.devices,
     migrationStatus: () => status.value,
     listeners: {
