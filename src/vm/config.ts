@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseSize, parseSimSpec } from '../device/sim/index.ts';
+import { HOST_IOMMU_MODES } from '../memory/iommu/index.ts';
 
 const size = (what: string) =>
   z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
@@ -74,6 +75,17 @@ const workloadSchema = z
     }
   });
 
+/** A guest IOMMU and its guest driver's DMA windows (memory/iommu/guest-driver.ts). */
+const viommuSchema = z
+  .object({
+    windows: z.number().int().min(1).max(1024).default(8),
+    'window-size': size('window-size').default(256 << 10),
+    /** ms between window replacements while the guest runs; 0 never. */
+    'remap-interval': z.number().int().min(0).max(60_000).default(20),
+    seed: z.number().int().nonnegative().default(1),
+  })
+  .strict();
+
 const ramBlockSchema = z
   .object({
     idstr: z.string().min(1).max(255),
@@ -107,6 +119,16 @@ export const vmConfigSchema = z
       ])
       .default({ seed: 1, 'zero-share': 0.25 }),
     devices: z.array(deviceSchema).default([]),
+    /**
+     * The host IOMMU the devices sit behind and how it tracks dirty pages: none,
+     * type1-perpetual (every mapped page), type1-pinned (pinned pages), iommufd (written pages).
+     */
+    iommu: z.enum(HOST_IOMMU_MODES).default('type1-perpetual'),
+    /** A guest IOMMU (true for the defaults): the devices DMA through the guest's mappings. */
+    viommu: z
+      .union([z.boolean(), viommuSchema])
+      .default(false)
+      .transform((v) => (v === true ? viommuSchema.parse({}) : v)),
   })
   .strict()
   .superRefine((c, ctx) => {
