@@ -241,6 +241,16 @@ export class SimDevice implements VfioMigrationDevice, P2pPeer {
     this.#dma.connectPeer(peer);
   }
 
+  /** `peer` is gone (unplugged): no more P2P writes to it. */
+  disconnectPeer(peer: P2pPeer): void {
+    this.#dma.disconnectPeer(peer);
+  }
+
+  /** Whether peers can write into this device (its model has a P2P window). */
+  get hasP2pWindow(): boolean {
+    return this.model.p2p !== undefined;
+  }
+
   /**
    * The device initiates a peer-to-peer write into `peer`: refused (Error) in the
    * P2P-quiesced states, STOP*, RESUMING and ERROR (vfio-uapi.md §2). True when the peer took

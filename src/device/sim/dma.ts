@@ -117,7 +117,12 @@ export class DmaEngine {
   }
 
   connectPeer(peer: P2pPeer): void {
-    this.#peers.push(peer);
+    if (!this.#peers.includes(peer)) this.#peers.push(peer);
+  }
+
+  disconnectPeer(peer: P2pPeer): void {
+    const i = this.#peers.indexOf(peer);
+    if (i >= 0) this.#peers.splice(i, 1);
   }
 
   get peers(): readonly P2pPeer[] {
