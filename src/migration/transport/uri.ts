@@ -1,6 +1,6 @@
 /**
  * Migration URIs as QEMU spells them: `tcp:HOST:PORT` (IPv6 literals in brackets, an empty
- * host listens on every address, port 0 picks a free port when listening), `unix:PATH`, and
+ * host listens on loopback (index.ts), port 0 picks a free port when listening), `unix:PATH`, and
  * `file:PATH[,offset=N]` (a plain stream in a file: no return path).
  */
 import { isIPv6 } from 'node:net';
