@@ -100,7 +100,7 @@ test('parameters: QEMU defaults and validation messages', () => {
       { 'multifd-compression': 'zlib' },
       "multifd-compression 'zlib' is not supported (only 'none')",
     ],
-    [{ 'tls-creds': 'tls0' }, 'TLS migration (tls-creds) is not supported'],
+    [{ 'tls-creds': 5 }, "Invalid parameter type for 'tls-creds', expected: string"],
     [{ bogus: 1 }, "Parameter 'bogus' is unexpected"],
   ];
   for (const [changes, message] of refused) {

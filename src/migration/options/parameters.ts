@@ -2,8 +2,9 @@
  * Migration parameters (QAPI `MigrationParameters`, migration/options.c): QEMU's names,
  * defaults and validation messages. `migrate-set-parameters` applies a partial set to a copy,
  * checks the whole result (`migrate_params_check`) and only then commits it. Values this
- * implementation cannot honour (TLS, multifd compression, CPR mode) are refused with a clear
- * message instead of being silently ignored.
+ * implementation cannot honour (multifd compression, CPR mode) are refused with a clear
+ * message instead of being silently ignored. tls-creds and tls-authz name objects; as in QEMU
+ * they are looked up when a channel needs them (transport/tls-migration.ts).
  */
 
 export const MULTIFD_COMPRESSIONS = ['none', 'zlib', 'zstd'] as const;
@@ -158,6 +159,8 @@ function typeProblem(name: MigrationParameterName, value: unknown): string | nul
   }
 }
 
+const TLS_PARAMETERS: ReadonlySet<string> = new Set(['tls-creds', 'tls-hostname', 'tls-authz']);
+
 const inRange = (v: number, lo: number, hi: number): boolean => v >= lo && v <= hi;
 
 /** `migrate_params_check` on a complete set, in QEMU's order; the first problem or null. */
@@ -210,7 +213,6 @@ export function parametersProblem(p: MigrationParameters): string | null {
 
 /** What QEMU would accept but this implementation cannot do; the first such value or null. */
 function unsupportedProblem(p: MigrationParameters): string | null {
-  if (p['tls-creds'] !== '') return 'TLS migration (tls-creds) is not supported';
   if (p['multifd-compression'] !== 'none') {
     return `multifd-compression '${p['multifd-compression']}' is not supported (only 'none')`;
   }
@@ -227,11 +229,13 @@ export function applyParameters(
   changes: Readonly<Record<string, unknown>>,
 ): MigrationParameters {
   const next: MigrationParameters = { ...current };
-  for (const [name, value] of Object.entries(changes)) {
+  for (const [name, given] of Object.entries(changes)) {
     if (name === 'block-bitmap-mapping') {
       throw new Error("Parameter 'block-bitmap-mapping' is not supported (no block migration)");
     }
     if (!isMigrationParameterName(name)) throw new Error(`Parameter '${name}' is unexpected`);
+    // The tls-* members are StrOrNull in MigrateSetParameters: null means "" (off).
+    const value = given === null && TLS_PARAMETERS.has(name) ? '' : given;
     const problem = typeProblem(name, value);
     if (problem !== null) throw new Error(problem);
     (next as unknown as Record<string, unknown>)[name] = value;
