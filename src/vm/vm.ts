@@ -5,21 +5,24 @@
  */
 import { createHash } from 'node:crypto';
 import type { VfioMigrationDevice } from '../device/device.ts';
-import { createSimDevice } from '../device/sim/index.ts';
+import { SimDevice, createSimDevice } from '../device/sim/index.ts';
 import { RunState, Vcpus, VmRunControl, populateRam } from '../guest/index.ts';
 import { GuestMemory } from '../memory/index.ts';
 import type { RamDigest } from '../memory/index.ts';
+import { IommuContainer } from '../memory/iommu/index.ts';
 import {
   MigrationBlockers,
   MigrationNotifiers,
   SaveVMRegistry,
   createVmMigration,
   describeHandlerFailures,
+  migrationIsRunning,
 } from '../migration/index.ts';
 import type { MigrationOptionsInit, VmMigration } from '../migration/index.ts';
 import { attachVfioDevices } from '../vfio/index.ts';
 import type { VfioDeviceSet } from '../vfio/index.ts';
 import type { VmConfig } from './config.ts';
+import { VmViommu } from './viommu.ts';
 import { workloadOf } from './workload.ts';
 
 /** A QMP-style event: name and optional data. */
@@ -58,6 +61,8 @@ interface VmParts {
   blockers: MigrationBlockers;
   migration: VmMigration;
   devices: VfioMigrationDevice[];
+  container: IommuContainer;
+  viommu: VmViommu | null;
   events: VmEventHub;
   incomingMode: 'uri' | 'defer' | null;
 }
@@ -83,11 +88,15 @@ export class Vm {
   readonly notifiers: MigrationNotifiers;
   readonly blockers: MigrationBlockers;
   readonly migration: VmMigration;
-  readonly devices: readonly VfioMigrationDevice[];
+  /** The host IOMMU the devices DMA through (config `iommu`). */
+  readonly container: IommuContainer;
+  /** The guest IOMMU (config `viommu`), if any. */
+  readonly viommu: VmViommu | null;
   readonly vfio: VfioDeviceSet;
   /** 'defer' until migrate-incoming; null when the VM was not started for an incoming one. */
   readonly incomingMode: 'uri' | 'defer' | null;
   readonly #events: VmEventHub;
+  readonly #devices: VfioMigrationDevice[];
   #destroyed = false;
 
   private constructor(parts: VmParts, vfio: VfioDeviceSet) {
@@ -99,7 +108,9 @@ export class Vm {
     this.notifiers = parts.notifiers;
     this.blockers = parts.blockers;
     this.migration = parts.migration;
-    this.devices = parts.devices;
+    this.#devices = parts.devices;
+    this.container = parts.container;
+    this.viommu = parts.viommu;
     this.vfio = vfio;
     this.incomingMode = parts.incomingMode;
     this.#events = parts.events;
@@ -139,9 +150,13 @@ export class Vm {
       autostart: !opts.paused,
     });
     const tick = opts.deviceTickMs ?? 10;
-    const devices = config.devices.map((d) =>
-      createSimDevice(d.model, { id: d.id, memory, autoRunMs: tick > 0 ? tick : undefined }),
-    );
+    // Devices DMA through the container, and start once it maps what they may reach.
+    const devices = config.devices.map((d) => createSimDevice(d.model, { id: d.id }));
+    const container = new IommuContainer(memory, config.iommu);
+    const viommu =
+      config.viommu === false
+        ? null
+        : new VmViommu(memory, config.viommu, runControl, registry, incoming !== undefined);
     const parts: VmParts = {
       config,
       memory,
@@ -152,6 +167,8 @@ export class Vm {
       blockers,
       migration,
       devices,
+      container,
+      viommu,
       events,
       incomingMode: incoming === undefined ? null : incoming === 'defer' ? 'defer' : 'uri',
     };
@@ -162,6 +179,8 @@ export class Vm {
         memory,
         notifiers,
         blockers,
+        container,
+        ...(viommu ? { viommu: viommu.viommu } : {}),
         devices: config.devices.map((d, i) => ({
           device: devices[i]!,
           addr: d.addr,
@@ -173,6 +192,15 @@ export class Vm {
           warning: warn,
         },
       });
+      for (const d of devices) {
+        if (!(d instanceof SimDevice)) continue;
+        d.attachMemory(container.dmaView);
+        // Every device may write into each peer that has a P2P window (p2p-rate).
+        for (const peer of devices) {
+          if (peer !== d && peer instanceof SimDevice && peer.hasP2pWindow) d.connectPeer(peer);
+        }
+        if (tick > 0) d.startAutoRun(tick);
+      }
       const vm = new Vm(parts, vfio);
       migration.outgoing.addInfoProvider(vfio.infoProvider());
       migration.events.on((e) => events.emit({ event: e.event, data: { ...e.data } }));
@@ -184,6 +212,32 @@ export class Vm {
       await destroyParts(parts);
       throw err;
     }
+  }
+
+  /** The devices still plugged in, in configuration order. */
+  get devices(): readonly VfioMigrationDevice[] {
+    return this.#devices;
+  }
+
+  /**
+   * `device_del`: unplugs a VFIO device (the guest is taken to agree at once). Its migration
+   * entry, handlers and blockers go and the multiple-devices blocker is re-evaluated; peers
+   * stop writing to it. Refused while a migration runs, as QEMU refuses it.
+   */
+  async removeDevice(id: string): Promise<void> {
+    const pci = this.vfio.find(id);
+    const device = this.#devices.find((d) => d.id === id);
+    if (pci === undefined || device === undefined) throw new Error(`Device '${id}' not found`);
+    const { outgoing, incoming } = this.migration;
+    if (migrationIsRunning(outgoing.status) || migrationIsRunning(incoming.status)) {
+      throw new Error('device_del not allowed while migrating');
+    }
+    this.vfio.remove(pci);
+    this.#devices.splice(this.#devices.indexOf(device), 1);
+    for (const d of this.#devices)
+      if (d instanceof SimDevice && device instanceof SimDevice) d.disconnectPeer(device);
+    await device.close();
+    this.#events.emit({ event: 'DEVICE_DELETED', data: { device: id, path: pci.qomPath } });
   }
 
   /** `cont`: start (or resume) the guest. */
@@ -228,7 +282,9 @@ async function destroyParts(p: {
   migration: VmMigration;
   vcpus: Vcpus | null;
   devices: readonly VfioMigrationDevice[];
+  viommu: VmViommu | null;
 }): Promise<void> {
+  p.viommu?.destroy();
   const out = p.migration.outgoing;
   if (out.status === 'active' || out.status === 'setup') out.cancel();
   await p.migration.incoming.close().catch(() => undefined);
