@@ -11,6 +11,7 @@ import { qapiVfioMigrationState } from '../../vfio/index.ts';
 import type { Vm } from '../../vm/index.ts';
 import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
+import { registerDeviceCommands } from './device-commands.ts';
 
 /** Runs `fn`, turning any Error into a GenericError reply carrying its message. */
 async function generic<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -99,6 +100,7 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
   });
   qmp.register('query-migrate-parameters', { handler: () => options.queryParameters() });
 
+  registerDeviceCommands(qmp, vm);
   qmp.register('x-query-state-digest', { handler: () => vm.stateDigest() });
   qmp.register('x-query-vfio', {
     handler: async () => ({
