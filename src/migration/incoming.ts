@@ -3,7 +3,9 @@
  * qemu-migration.md §2.6, §3.1). `-incoming URI` or `migrate-incoming` on a VM whose run
  * state is `inmigrate`:
  *
- *   none → setup        listening on tcp/unix, or opening the file
+ *   none → setup        listening on tcp/unix, or opening the file; with tls-creds, a channel
+ *                       whose handshake or peer check fails is reported and dropped, and the
+ *                       destination goes on waiting in setup (migration/tls.c)
  *   setup → active      the source connected; `qemu_loadvm_state` runs
  *   active → completed  loaded: the guest starts if the source's run state was live (or no
  *                       globalstate came) and autostart is on; else it takes the sent state
@@ -13,6 +15,7 @@
  */
 import type { VmRunControl } from '../guest/run-control.ts';
 import { RunState, runStateIsLive } from '../guest/runstate.ts';
+import type { UserObjects } from '../security/index.ts';
 import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoSource, SocketAddressInfo } from './info.ts';
@@ -23,7 +26,11 @@ import { LoadVMState } from './savevm/load.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
 import { MigrationStatus, migrationIsFinished } from './status.ts';
 import { putRpShut } from './stream/index.ts';
-import { listen as transportListen, toMigrationUri } from './transport/index.ts';
+import {
+  migrationTlsServer,
+  listen as transportListen,
+  toMigrationUri,
+} from './transport/index.ts';
 import type { MigrationConnection, MigrationListener, MigrationUri } from './transport/index.ts';
 
 const S = MigrationStatus;
@@ -54,6 +61,13 @@ export interface MigrationIncomingDeps {
   /** How the process exits with exit-on-error (default `process.exit`). */
   readonly exit?: (code: number) => void;
   readonly listen?: (uri: MigrationUri) => Promise<MigrationListener>;
+  /** Where tls-creds and tls-authz are looked up (QEMU's /objects). */
+  readonly objects?: UserObjects;
+  /**
+   * Told about each channel refused before the stream started (a failed TLS handshake or peer
+   * check); the migration keeps waiting for its source. Default: stderr, as QEMU reports it.
+   */
+  readonly reportRefused?: (message: string) => void;
 }
 
 export interface IncomingStartOptions {
@@ -117,9 +131,16 @@ export class MigrationIncomingState implements MigrationInfoSource {
       throw new Error("'-incoming' was not specified on the command line");
     }
     const target = toMigrationUri(uri);
+    const tls = migrationTlsServer(
+      this.#deps.objects,
+      this.#deps.options.parameters,
+      target,
+      (err, where) => this.#channelRefused(err, where),
+    );
     this.#started = true;
     try {
-      this.#listener = await (this.#deps.listen ?? ((u) => transportListen(u)))(target);
+      const listener = await (this.#deps.listen ?? ((u) => transportListen(u)))(target);
+      this.#listener = tls === null ? listener : tls(listener);
     } catch (err) {
       // Nothing started: another migrate-incoming may try again.
       this.#started = false;
@@ -128,6 +149,13 @@ export class MigrationIncomingState implements MigrationInfoSource {
     this.#exitOnError = opts.exitOnError ?? this.#exitOnError;
     this.#setStatus(S.NONE, S.SETUP);
     this.#finished = this.#run(this.#listener);
+  }
+
+  /** QEMU's `error_report` of a refused channel; kept as a warning too. */
+  #channelRefused(err: Error, where: string): void {
+    const message = `incoming channel ${where} refused: ${err.message}`;
+    this.#warnings.push(message);
+    (this.#deps.reportRefused ?? ((m) => process.stderr.write(`${m}\n`)))(message);
   }
 
   /** Stops listening and drops the channel: a migration in progress fails. */

@@ -22,6 +22,7 @@ import { TARGET_PAGE_SIZE } from '../memory/page.ts';
 import type { VmRunControl } from '../guest/run-control.ts';
 import { RunState, runStateIsLive } from '../guest/runstate.ts';
 import type { VmChangeStateFailure } from '../guest/vm-change-state.ts';
+import type { UserObjects } from '../security/index.ts';
 import type { MigrationBlockers } from './blockers.ts';
 import { realClock, yieldToEventLoop } from './clock.ts';
 import type { MigrationClock } from './clock.ts';
@@ -30,6 +31,7 @@ import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoProvider, MigrationInfoSource } from './info.ts';
 import { MigrationStats } from './migration-stats.ts';
 import type { MigrationNotifiers } from './notifiers.ts';
+import { NOT_RUN_CAPABILITIES } from './options/index.ts';
 import type { MigrationCapability, MigrationOptions } from './options/index.ts';
 import type { RamSaveEnvironment } from './ram/save.ts';
 import { BUFFER_DELAY, RateLimiter } from './rate-limit.ts';
@@ -45,7 +47,11 @@ import {
   migrationIsRunning,
 } from './status.ts';
 import type { QEMUFileWriter } from './stream/index.ts';
-import { connect as transportConnect, toMigrationUri } from './transport/index.ts';
+import {
+  migrationTlsClient,
+  connect as transportConnect,
+  toMigrationUri,
+} from './transport/index.ts';
 import type { MigrationConnection, MigrationUri } from './transport/index.ts';
 
 const S = MigrationStatus;
@@ -70,6 +76,8 @@ export interface MigrationStateDeps {
   readonly connect?: (uri: MigrationUri, signal: AbortSignal) => Promise<MigrationConnection>;
   /** How long the switchover waits for the destination's SHUT (ms). */
   readonly returnPathTimeoutMs?: number;
+  /** Where tls-creds is looked up (QEMU's /objects). */
+  readonly objects?: UserObjects;
 }
 
 /** Joins VM-state handler failures into one message naming each handler. */
@@ -252,6 +260,12 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
         throw hookError('save_prepare', e, err);
       }
     }
+    // Settable so that a device refuses them with its own words first (VFIO, §3.4 item 5);
+    // this core runs neither.
+    const notRun = NOT_RUN_CAPABILITIES.find((c) => this.options.capability(c));
+    if (notRun !== undefined) {
+      throw new Error(`Capability '${notRun}' is set, but this migration cannot run it`);
+    }
     this.stats.reset();
     for (const p of this.#infoProviders) p.reset?.();
     this.#error = null;
@@ -299,8 +313,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   /** `migrate_fd_connect`. */
   async #connect(uri: MigrationUri): Promise<void> {
     const open = this.#deps.connect ?? ((u, signal) => transportConnect(u, { signal }));
-    const conn = await open(uri, this.#abort.signal);
+    // TLS credentials are resolved before connecting; the handshake precedes any state.
+    const tls = migrationTlsClient(this.#deps.objects, this.options.parameters, uri);
+    let conn = await open(uri, this.#abort.signal);
     this.#conn = conn;
+    if (tls !== null) this.#conn = conn = await tls(conn, this.#abort.signal);
     if (this.#status !== S.SETUP) return;
     this.#file = conn.openWriter();
     this.#rate.set(this.options.parameters['max-bandwidth']);

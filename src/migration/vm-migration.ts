@@ -7,6 +7,7 @@
  */
 import type { VmRunControl } from '../guest/run-control.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
+import type { UserObjects } from '../security/index.ts';
 import type { MigrationBlockers } from './blockers.ts';
 import type { MigrationClock } from './clock.ts';
 import { MigrationEvents } from './events.ts';
@@ -40,7 +41,12 @@ export interface VmMigrationDeps {
   readonly clock?: MigrationClock;
   /** Extra knobs of each side (channel factories, timeouts, exit-on-error). */
   readonly outgoing?: Pick<MigrationStateDeps, 'connect' | 'returnPathTimeoutMs'>;
-  readonly incoming?: Pick<MigrationIncomingDeps, 'listen' | 'exitOnError' | 'exit'>;
+  readonly incoming?: Pick<
+    MigrationIncomingDeps,
+    'listen' | 'exitOnError' | 'exit' | 'reportRefused'
+  >;
+  /** The VM's user-created objects, where tls-creds and tls-authz are found. */
+  readonly objects?: UserObjects;
 }
 
 export interface VmMigration {
@@ -73,6 +79,7 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
     machineType,
     globalState,
     clock: deps.clock,
+    objects: deps.objects,
   });
   // QEMU's order: "timer" takes section id 0. A QEMU destination finds the entry of a PART
   // or END section by its id, and entries it never bound all answer to 0; an iterative entry
@@ -89,6 +96,7 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
     machineType,
     globalState,
     autostart: deps.autostart,
+    objects: deps.objects,
   });
   return {
     options,
