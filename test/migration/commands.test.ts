@@ -43,9 +43,15 @@ test('migrate-set-capabilities: implemented ones switch, others and bad sets are
   });
   assert.equal(o.capability('return-path'), true, 'nothing changed by a refused set');
   assert.throws(
-    () => o.setCapabilities([{ capability: 'postcopy-ram', state: true }]),
-    /^Error: Capability 'postcopy-ram' is not supported here \(supported: events, return-path/,
+    () => o.setCapabilities([{ capability: 'xbzrle', state: true }]),
+    /^Error: Capability 'xbzrle' is not supported here \(supported: events, return-path/,
   );
+  // Settable, so that a device's save_prepare can refuse the migration (VFIO does).
+  o.setCapabilities([{ capability: 'postcopy-ram', state: true }]);
+  o.setCapabilities([{ capability: 'postcopy-ram', state: false }]);
+  assert.throws(() => o.setCapabilities([{ capability: 'background-snapshot', state: true }]), {
+    message: 'Background-snapshot is not compatible with return-path',
+  });
   // Switching an unsupported one off is harmless.
   o.setCapabilities([{ capability: 'multifd', state: false }]);
   assert.throws(() => o.setCapabilities([{ capability: 'bogus' as 'events', state: true }]), {
@@ -141,6 +147,11 @@ test('migrate is refused while one runs, from inmigrate, with blockers, by save_
   });
   src.registry.unregister(refuse);
   assert.equal(out.status, 'none');
+  src.migration.options.setCapabilities([{ capability: 'postcopy-ram', state: true }]);
+  assert.throws(() => out.migrate('tcp:127.0.0.1:1'), {
+    message: "Capability 'postcopy-ram' is set, but this migration cannot run it",
+  });
+  src.migration.options.setCapabilities([{ capability: 'postcopy-ram', state: false }]);
 
   assert.throws(() => out.migrate('udp:x'), /invalid migration URI 'udp:x': unknown transport/);
 

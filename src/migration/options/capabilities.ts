@@ -38,6 +38,34 @@ export const IMPLEMENTED_CAPABILITIES: ReadonlySet<MigrationCapability> = new Se
   'switchover-ack',
 ]);
 
+/**
+ * Capabilities that can be switched on although nothing here runs them: VFIO's save_prepare
+ * must get the chance to refuse a migration that asks for them with QEMU's words
+ * (qemu-migration.md §3.4 item 5); `migrate` itself refuses them after that.
+ */
+export const NOT_RUN_CAPABILITIES: readonly MigrationCapability[] = [
+  'postcopy-ram',
+  'background-snapshot',
+];
+
+/** What `background-snapshot` cannot be combined with (`check_caps_background_snapshot`). */
+const BACKGROUND_SNAPSHOT_INCOMPATIBLE: readonly MigrationCapability[] = [
+  'postcopy-ram',
+  'dirty-bitmaps',
+  'postcopy-blocktime',
+  'late-block-activate',
+  'return-path',
+  'multifd',
+  'pause-before-switchover',
+  'auto-converge',
+  'release-ram',
+  'rdma-pin-all',
+  'xbzrle',
+  'x-colo',
+  'validate-uuid',
+  'zero-copy-send',
+];
+
 /** Capabilities the configuration section carries and the destination compares (§1.1). */
 export const VALIDATED_CAPABILITIES: readonly MigrationCapability[] = [
   'x-ignore-shared',
@@ -68,6 +96,10 @@ export function noCapabilities(): Record<MigrationCapability, boolean> {
  * the rules that can bite with the implemented set are here.
  */
 export function capabilitiesProblem(caps: CapabilitySet): string | null {
+  if (caps['background-snapshot']) {
+    const clash = BACKGROUND_SNAPSHOT_INCOMPATIBLE.find((c) => caps[c]);
+    if (clash !== undefined) return `Background-snapshot is not compatible with ${clash}`;
+  }
   if (caps['switchover-ack'] && !caps['return-path']) {
     return "Capability 'switchover-ack' requires capability 'return-path'";
   }

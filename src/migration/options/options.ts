@@ -7,6 +7,7 @@
 import {
   IMPLEMENTED_CAPABILITIES,
   MIGRATION_CAPABILITIES,
+  NOT_RUN_CAPABILITIES,
   capabilitiesProblem,
   isMigrationCapability,
   noCapabilities,
@@ -101,7 +102,11 @@ export class MigrationOptions {
       if (!isMigrationCapability(capability)) {
         throw new Error(`Parameter 'capability' does not accept value '${String(capability)}'`);
       }
-      if (state && !IMPLEMENTED_CAPABILITIES.has(capability)) {
+      if (
+        state &&
+        !IMPLEMENTED_CAPABILITIES.has(capability) &&
+        !NOT_RUN_CAPABILITIES.includes(capability)
+      ) {
         throw new Error(
           `Capability '${capability}' is not supported here ` +
             `(supported: ${[...IMPLEMENTED_CAPABILITIES].join(', ')})`,
