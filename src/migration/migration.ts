@@ -32,7 +32,6 @@ import type { MigrationInfo, MigrationInfoProvider, MigrationInfoSource } from '
 import { MigrationStats } from './migration-stats.ts';
 import type { MigrationNotifiers } from './notifiers.ts';
 import { NOT_RUN_CAPABILITIES } from './options/index.ts';
-import { NOT_RUN_CAPABILITIES } from './options/index.ts';
 import type { MigrationCapability, MigrationOptions } from './options/index.ts';
 import type { RamSaveEnvironment } from './ram/save.ts';
 import { BUFFER_DELAY, RateLimiter } from './rate-limit.ts';
@@ -260,12 +259,6 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       } catch (err) {
         throw hookError('save_prepare', e, err);
       }
-    }
-    // Settable so that a device refuses them with its own words first (VFIO, §3.4 item 5);
-    // this core runs neither.
-    const notRun = NOT_RUN_CAPABILITIES.find((c) => this.options.capability(c));
-    if (notRun !== undefined) {
-      throw new Error(`Capability '${notRun}' is set, but this migration cannot run it`);
     }
     // Settable so that a device refuses them with its own words first (VFIO, §3.4 item 5);
     // this core runs neither.
