@@ -129,7 +129,12 @@ export class VmRunControl {
    * `vm_start`: no-op when already running. Otherwise RESUME, run state running (or suspended
    * when stopped from suspended), notify the handlers, then let the vCPUs run.
    */
-  vmStart(): Promise<VmChangeStateFailure[]> {
+  /**
+   * `vm_start`. QEMU resumes the vCPUs even when a handler failed; with `strict` (the start
+   * after an incoming migration) they stay parked then, so a guest whose devices refused their
+   * migrated state never executes — the caller stops the VM again.
+   */
+  vmStart(opts: { strict?: boolean } = {}): Promise<VmChangeStateFailure[]> {
     return this.#exclusive(async () => {
       if (this.isRunning()) return [];
       const state = this.#wasSuspended ? RunState.SUSPENDED : RunState.RUNNING;
@@ -138,7 +143,8 @@ export class VmRunControl {
       this.runstateSet(state);
       const failures = await this.#handlers.notify(true, state);
       this.#wasSuspended = false;
-      if (state === RunState.RUNNING) this.#vcpus?.resumeAll();
+      const refused = opts.strict === true && failures.length > 0;
+      if (state === RunState.RUNNING && !refused) this.#vcpus?.resumeAll();
       return failures;
     });
   }

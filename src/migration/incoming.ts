@@ -216,9 +216,10 @@ export class MigrationIncomingState implements MigrationInfoSource {
     const received = this.#deps.globalState?.received() ?? null;
     if (received === null || runStateIsLive(received)) {
       if (this.#deps.autostart ?? true) {
-        const failures = await runControl.vmStart();
+        const failures = await runControl.vmStart({ strict: true });
         if (failures.length > 0) {
-          // The devices refused to run: stop again and let the source keep the guest.
+          // The devices refused their state: the vCPUs never ran; stop again and let the
+          // source keep the guest.
           await runControl.vmStop(RunState.PAUSED);
           await this.#fail(
             new Error(`starting the VM failed: ${describeHandlerFailures(failures)}`),
