@@ -141,6 +141,24 @@ function isAuthz(o: UserObject | undefined): o is QAuthZ {
 export class UserObjects {
   readonly #objects = new Map<string, UserObject>();
 
+  /**
+   * The objects of a command line or a config (`user_creatable_process_cmdline`), in order;
+   * an error names the entry it comes from.
+   */
+  static create(specs: readonly unknown[], where = 'objects'): UserObjects {
+    const objects = new UserObjects();
+    specs.forEach((spec, i) => {
+      try {
+        objects.add(spec);
+      } catch (err) {
+        throw new Error(`${where}[${i}]: ${err instanceof Error ? err.message : String(err)}`, {
+          cause: err,
+        });
+      }
+    });
+    return objects;
+  }
+
   /** `object-add` / `-object`: validates, creates, adds; throws with QEMU's messages. */
   add(spec: unknown): UserObject {
     const options = parseObjectOptions(spec);

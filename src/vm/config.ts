@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseSize, parseSimSpec } from '../device/sim/index.ts';
 import { HOST_IOMMU_MODES } from '../memory/iommu/index.ts';
+import { parseObjectOptions } from '../security/index.ts';
 
 const size = (what: string) =>
   z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
@@ -55,6 +56,17 @@ const deviceSchema = z
     'x-migration-max-queued-buffers-size': size('x-migration-max-queued-buffers-size').optional(),
   })
   .strict();
+
+/** An `-object`: QMP object-add arguments, or the command-line string (security/objects.ts). */
+const objectSchema = z
+  .union([z.string(), z.record(z.string(), z.unknown())])
+  .superRefine((v, ctx) => {
+    try {
+      parseObjectOptions(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+    }
+  });
 
 const workloadSchema = z
   .object({
@@ -119,6 +131,8 @@ export const vmConfigSchema = z
       ])
       .default({ seed: 1, 'zero-share': 0.25 }),
     devices: z.array(deviceSchema).default([]),
+    /** TLS credentials and authz lists the migration parameters tls-creds / tls-authz name. */
+    objects: z.array(objectSchema).max(64).default([]),
     /**
      * The host IOMMU the devices sit behind and how it tracks dirty pages: none,
      * type1-perpetual (every mapped page), type1-pinned (pinned pages), iommufd (written pages).

@@ -19,6 +19,7 @@ import {
   migrationIsRunning,
 } from '../migration/index.ts';
 import type { MigrationOptionsInit, VmMigration } from '../migration/index.ts';
+import { UserObjects } from '../security/index.ts';
 import { attachVfioDevices } from '../vfio/index.ts';
 import type { VfioDeviceSet } from '../vfio/index.ts';
 import type { VmConfig } from './config.ts';
@@ -60,6 +61,7 @@ interface VmParts {
   notifiers: MigrationNotifiers;
   blockers: MigrationBlockers;
   migration: VmMigration;
+  objects: UserObjects;
   devices: VfioMigrationDevice[];
   container: IommuContainer;
   viommu: VmViommu | null;
@@ -88,6 +90,8 @@ export class Vm {
   readonly notifiers: MigrationNotifiers;
   readonly blockers: MigrationBlockers;
   readonly migration: VmMigration;
+  /** `-object`s (config `objects`, QMP object-add): TLS credentials, authz lists. */
+  readonly objects: UserObjects;
   /** The host IOMMU the devices DMA through (config `iommu`). */
   readonly container: IommuContainer;
   /** The guest IOMMU (config `viommu`), if any. */
@@ -108,6 +112,7 @@ export class Vm {
     this.notifiers = parts.notifiers;
     this.blockers = parts.blockers;
     this.migration = parts.migration;
+    this.objects = parts.objects;
     this.#devices = parts.devices;
     this.container = parts.container;
     this.viommu = parts.viommu;
@@ -120,6 +125,8 @@ export class Vm {
   static async create(config: VmConfig, opts: VmStartOptions = {}): Promise<Vm> {
     const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
     const incoming = opts.incoming;
+    // Loaded first: a credentials problem stops the VM before anything runs.
+    const objects = UserObjects.create(config.objects);
     const memory = config.memory
       ? GuestMemory.pc(config.memory)
       : GuestMemory.flat(config['ram-blocks'] ?? []);
@@ -148,6 +155,7 @@ export class Vm {
       machineType: config.machine,
       options: opts.migration,
       autostart: !opts.paused,
+      objects,
     });
     const tick = opts.deviceTickMs ?? 10;
     // Devices DMA through the container, and start once it maps what they may reach.
@@ -166,6 +174,7 @@ export class Vm {
       notifiers,
       blockers,
       migration,
+      objects,
       devices,
       container,
       viommu,

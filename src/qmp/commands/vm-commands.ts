@@ -11,6 +11,7 @@ import { qapiVfioMigrationState } from '../../vfio/index.ts';
 import type { Vm } from '../../vm/index.ts';
 import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
+import { registerObjectCommands } from './object-commands.ts';
 import { registerDeviceCommands } from './device-commands.ts';
 
 /** Runs `fn`, turning any Error into a GenericError reply carrying its message. */
@@ -33,6 +34,7 @@ const migrationStatuses = Object.values(MigrationStatus) as [string, ...string[]
 export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
   const { outgoing, incoming, options } = vm.migration;
 
+  registerObjectCommands(qmp, vm.objects);
   qmp.register('query-status', { handler: () => vm.runControl.queryStatus() });
   qmp.register('stop', { handler: () => generic(() => vm.stop()) });
   qmp.register('cont', {
