@@ -1,0 +1,178 @@
+/**
+ * TLS migration with a real QEMU 7.2 on the other end (skipped when qemu-system-x86_64 is
+ * absent), with the certificates of certs.ts, for a VM like `-machine none -m 16M`:
+ *
+ * - our source → a QEMU destination whose authz-simple identity is the DN we compute for our
+ *   client certificate: accepted, so QEMU (GnuTLS) sees exactly the identity string we do;
+ *   with another identity QEMU refuses us and names our DN in its message;
+ * - a QEMU source → our destination, which checks QEMU's client certificate against its list.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import type { MigrationOptionsInit } from '../../src/migration/index.ts';
+import { Vm, parseVmConfig } from '../../src/vm/index.ts';
+import {
+  GUEST_RAM,
+  PATTERN_LOADS,
+  destinationArgs,
+  findQemu,
+  patternFile,
+  patternFiles,
+  sourceArgs,
+  startQemu,
+  waitMigration,
+} from '../helpers/qemu.ts';
+import { makeTestPki } from './certs.ts';
+import type { TestPki } from './certs.ts';
+
+const qemu = findQemu();
+const skip = qemu === null ? 'qemu-system-x86_64 not found: QEMU TLS interop tests skipped' : false;
+
+let pki: TestPki;
+before(() => {
+  pki = makeTestPki();
+});
+after(() => pki.remove());
+
+/** QEMU 7.2 predates SWITCHOVER_START (see test/migration/qemu-interop.test.ts). */
+function options(parameters: Record<string, string>): MigrationOptionsInit {
+  return {
+    properties: { 'send-switchover-start': false },
+    capabilities: [{ capability: 'return-path', state: true }],
+    parameters,
+  };
+}
+
+function ourVm(objects: unknown[], incoming?: string, parameters: Record<string, string> = {}) {
+  const config = parseVmConfig({
+    machine: 'none',
+    'ram-blocks': [{ idstr: 'ram', size: GUEST_RAM }],
+    vcpus: 0,
+    objects,
+    ...(incoming !== undefined && { populate: false }),
+  });
+  return Vm.create(config, { incoming, migration: options(parameters) });
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const addr = s.address();
+  await new Promise((resolve) => s.close(resolve));
+  assert.ok(addr !== null && typeof addr === 'object');
+  return addr.port;
+}
+
+/** A QEMU destination with server credentials and authz-simple `identity`, listening. */
+async function qemuDestination(t: TestContext, identity: string) {
+  const port = await freePort();
+  const q = await startQemu(qemu!, () => destinationArgs('defer'), { t });
+  await q.qmp.execute('object-add', {
+    'qom-type': 'tls-creds-x509',
+    id: 'tls0',
+    dir: pki.dirs.server,
+    endpoint: 'server',
+    'verify-peer': true,
+  });
+  await q.qmp.execute('object-add', { 'qom-type': 'authz-simple', id: 'auth0', identity });
+  await q.qmp.execute('migrate-set-capabilities', {
+    capabilities: [{ capability: 'return-path', state: true }],
+  });
+  await q.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0', 'tls-authz': 'auth0' });
+  await q.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
+  return { q, uri: `tcp:127.0.0.1:${port}` };
+}
+
+const clientCreds = {
+  'qom-type': 'tls-creds-x509',
+  id: 'tls0',
+  endpoint: 'client',
+} as const;
+
+test(
+  'our TLS source into a QEMU 7.2 destination that allows our DN: completed, memory equal',
+  { skip, timeout: 60_000 },
+  async (t) => {
+    const { q, uri } = await qemuDestination(t, pki.identity.source);
+    const src = await ourVm([{ ...clientCreds, dir: pki.dirs.client }], undefined, {
+      'tls-creds': 'tls0',
+    });
+    t.after(() => src.destroy());
+    src.migration.outgoing.migrate(uri);
+    const status = await src.migration.outgoing.whenFinished();
+    assert.equal(status, 'completed', `${src.migration.outgoing.error?.message}\n${q.log}`);
+    assert.equal((await waitMigration(q.qmp)).status, 'completed', q.log);
+    const dump = join(q.dir, 'ram.bin');
+    await q.qmp.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: dump });
+    const ours = Buffer.from(src.memory.block('ram')!.read(0, GUEST_RAM));
+    assert.ok(readFileSync(dump).equals(ours), 'QEMU guest RAM equals ours');
+  },
+);
+
+test(
+  'a QEMU 7.2 destination refuses an unlisted DN, and names the DN we compute',
+  { skip, timeout: 60_000 },
+  async (t) => {
+    const { q, uri } = await qemuDestination(t, 'C=GB,O=vfio-migration tests,CN=someone-else');
+    const src = await ourVm([{ ...clientCreds, dir: pki.dirs.client }], undefined, {
+      'tls-creds': 'tls0',
+    });
+    t.after(() => src.destroy());
+    src.migration.outgoing.migrate(uri);
+    assert.equal(await src.migration.outgoing.whenFinished(), 'failed');
+    assert.equal(src.runControl.isRunning(), true, 'the source guest keeps running');
+    const deadline = Date.now() + 10_000;
+    while (!q.log.includes('authz') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(
+      q.log.includes(`TLS x509 authz check for ${pki.identity.source} is denied`),
+      `QEMU's message names our DN: ${q.log}`,
+    );
+    const info = await q.qmp.execute<{ status?: string }>('query-migrate');
+    assert.notEqual(info.status, 'completed');
+  },
+);
+
+test(
+  'a QEMU 7.2 TLS source into our destination, which checks its certificate and DN',
+  { skip, timeout: 60_000 },
+  async (t) => {
+    const dst = await ourVm(
+      [
+        { 'qom-type': 'tls-creds-x509', id: 'tls0', dir: pki.dirs.server, endpoint: 'server' },
+        `authz-list,id=auth0,rules.0.match=${pki.identity.source.replaceAll(',', ',,')},rules.0.policy=allow`,
+      ],
+      'tcp:127.0.0.1:0',
+      { 'tls-creds': 'tls0', 'tls-authz': 'auth0' },
+    );
+    t.after(() => dst.destroy());
+    const bound = dst.migration.incoming.uri;
+    assert.ok(bound?.transport === 'tcp');
+    const q = await startQemu(
+      qemu!,
+      (dir) => [
+        ...sourceArgs(dir),
+        '-object',
+        `tls-creds-x509,id=tls0,dir=${pki.dirs.client},endpoint=client`,
+      ],
+      { t, files: patternFiles() },
+    );
+    await q.qmp.execute('migrate-set-capabilities', {
+      capabilities: [{ capability: 'return-path', state: true }],
+    });
+    await q.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0' });
+    await q.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${bound.port}` });
+    const status = await dst.migration.incoming.whenFinished();
+    assert.equal(status, 'completed', `${dst.migration.incoming.error?.message}\n${q.log}`);
+    assert.equal((await waitMigration(q.qmp)).status, 'completed', q.log);
+    const expected = Buffer.alloc(GUEST_RAM);
+    PATTERN_LOADS.forEach((l, i) => patternFile(i).copy(expected, l.addr));
+    const ours = Buffer.from(dst.memory.block('ram')!.read(0, GUEST_RAM));
+    assert.ok(ours.equals(expected), 'our RAM equals what QEMU loaded');
+  },
+);
