@@ -8,7 +8,8 @@
  * - a QEMU source → our destination, which checks QEMU's client certificate against its list.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -26,7 +27,8 @@ import {
   startQemu,
   waitMigration,
 } from '../helpers/qemu.ts';
-import { makeTestPki } from './certs.ts';
+import { x509DistinguishedName } from '../../src/security/index.ts';
+import { makeLeaf, makeTestPki } from './certs.ts';
 import type { TestPki } from './certs.ts';
 
 const qemu = findQemu();
@@ -113,14 +115,33 @@ test(
   },
 );
 
+/**
+ * A subject with what needs escaping (a comma, a '+' and a ';' in values, a quote, a backslash, a
+ * leading space), a multi-valued RDN and an e-mail address.
+ */
+const TRICKY_SUBJECT =
+  '/C=GB/O=Example, Org/OU=a\\+b;c/OU=x+UID=y/emailAddress=me@example.org/CN= src"1\\\\x';
+
 test(
-  'a QEMU 7.2 destination refuses an unlisted DN, and names the DN we compute',
+  'a QEMU 7.2 destination refuses an unlisted DN, and names exactly the DN we compute',
   { skip, timeout: 60_000 },
   async (t) => {
     const { q, uri } = await qemuDestination(t, 'C=GB,O=vfio-migration tests,CN=someone-else');
-    const src = await ourVm([{ ...clientCreds, dir: pki.dirs.client }], undefined, {
-      'tls-creds': 'tls0',
-    });
+    makeLeaf(pki.file(''), 'tricky', 'ca', TRICKY_SUBJECT, 'basicConstraints=CA:FALSE\n');
+    const dir = join(pki.root, 'client-tricky');
+    mkdirSync(dir);
+    copyFileSync(pki.file('ca-cert.pem'), join(dir, 'ca-cert.pem'));
+    copyFileSync(pki.file('tricky-cert.pem'), join(dir, 'client-cert.pem'));
+    copyFileSync(pki.file('tricky-key.pem'), join(dir, 'client-key.pem'));
+    const dn = x509DistinguishedName(
+      new X509Certificate(readFileSync(pki.file('tricky-cert.pem'))),
+    );
+    assert.equal(
+      dn,
+      'C=GB,O=Example\\, Org,OU=a\\+b\\;c,OU=x+UID=y,EMAIL=me@example.org,CN=\\ src\\"1\\\\x',
+    );
+
+    const src = await ourVm([{ ...clientCreds, dir }], undefined, { 'tls-creds': 'tls0' });
     t.after(() => src.destroy());
     src.migration.outgoing.migrate(uri);
     assert.equal(await src.migration.outgoing.whenFinished(), 'failed');
@@ -130,8 +151,8 @@ test(
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.ok(
-      q.log.includes(`TLS x509 authz check for ${pki.identity.source} is denied`),
-      `QEMU's message names our DN: ${q.log}`,
+      q.log.includes(`TLS x509 authz check for ${dn} is denied`),
+      `QEMU's message names our DN ${dn}: ${q.log}`,
     );
     const info = await q.qmp.execute<{ status?: string }>('query-migrate');
     assert.notEqual(info.status, 'completed');
