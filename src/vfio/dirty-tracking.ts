@@ -104,6 +104,8 @@ export class VfioDirtyTracking implements DirtyLogListener {
   readonly #bars: () => readonly DirtyTrackingSection[];
   readonly #listeners: VfioListeners;
   #mode: VfioDirtyTrackingMode = 'off';
+  /** The mode of the current or last tracking session (statistics). */
+  lastMode: VfioDirtyTrackingMode = 'off';
   /** Pages set by syncs and unmaps since tracking started (statistics). */
   dirtyPagesReported = 0;
 
@@ -118,6 +120,11 @@ export class VfioDirtyTracking implements DirtyLogListener {
 
   get mode(): VfioDirtyTrackingMode {
     return this.#mode;
+  }
+
+  #setMode(mode: VfioDirtyTrackingMode): void {
+    this.#mode = mode;
+    if (mode !== 'off') this.lastMode = mode;
   }
 
   /** The DMA-logging ranges of the container's address space now. */
@@ -135,7 +142,7 @@ export class VfioDirtyTracking implements DirtyLogListener {
     this.dirtyPagesReported = 0;
     if (devices.every((m) => m !== null && deviceDirtyTrackingUsable(m))) {
       await this.#startDevices(devices as readonly VFIOMigration[]);
-      this.#mode = 'device';
+      this.#setMode('device');
       return;
     }
     const container = this.#listener.container;
@@ -147,10 +154,10 @@ export class VfioDirtyTracking implements DirtyLogListener {
           cause: err,
         });
       }
-      this.#mode = 'container';
+      this.#setMode('container');
       return;
     }
-    this.#mode = 'perpetual';
+    this.#setMode('perpetual');
   }
 
   /** `vfio_listener_log_global_stop`. */
