@@ -128,6 +128,12 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
         }),
       ),
       transferred: vm.vfio.stats.transferred,
+      'dirty-tracking': {
+        iommu: vm.container.mode,
+        viommu: vm.viommu !== null,
+        mode: vm.vfio.dirtyTracking.lastMode,
+        'pages-reported': vm.vfio.dirtyTracking.dirtyPagesReported,
+      },
     }),
   });
 }
