@@ -11,6 +11,7 @@
  *   client-distrust/  ca-cert.pem (ca2 only: the destination's certificate is not trusted),
  *                     the good client certificate
  *   client-nocert/    ca-cert.pem (ca) alone
+ *   server-crl/       as server/, plus ca-crl.pem: ca's CRL, which revokes CN=stranger
  *
  * plus the raw pieces (keys, CAs) for the load-time checks.
  */
@@ -37,7 +38,13 @@ export interface TestPki {
 }
 
 export type CredsDir =
-  'server' | 'client' | 'client-other-ca' | 'client-unlisted' | 'client-distrust' | 'client-nocert';
+  | 'server'
+  | 'server-crl'
+  | 'client'
+  | 'client-other-ca'
+  | 'client-unlisted'
+  | 'client-distrust'
+  | 'client-nocert';
 
 function openssl(cwd: string, args: string[]): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
@@ -99,7 +106,21 @@ const LAYOUT: readonly [CredsDir, string, string | null][] = [
   ['client-unlisted', 'ca', 'stranger'],
   ['client-distrust', 'ca2', 'client'],
   ['client-nocert', 'ca', null],
+  ['server-crl', 'ca', 'server'],
 ];
+
+/** ca's CRL revoking `revoked` (raw names), as raw/ca-crl.pem. */
+function makeCrl(cwd: string, revoked: readonly string[]): void {
+  writeFileSync(join(cwd, 'index.txt'), '');
+  writeFileSync(
+    join(cwd, 'ca.cnf'),
+    '[ca]\ndefault_ca = ca_default\n[ca_default]\ndatabase = index.txt\ndefault_md = sha256\n' +
+      'default_crl_days = 2\n',
+  );
+  const ca = words('-config ca.cnf -keyfile ca-key.pem -cert ca-cert.pem');
+  for (const r of revoked) openssl(cwd, ['ca', ...ca, '-revoke', `${r}-cert.pem`]);
+  openssl(cwd, ['ca', ...ca, '-gencrl', '-out', 'ca-crl.pem']);
+}
 
 export function makeTestPki(): TestPki {
   const root = mkdtempSync(join(tmpdir(), 'vfio-tls-'));
@@ -111,6 +132,7 @@ export function makeTestPki(): TestPki {
   makeLeaf(raw, 'client', 'ca', `${SUBJECT_PREFIX}/CN=source`, CLIENT_EXT);
   makeLeaf(raw, 'client2', 'ca2', `${SUBJECT_PREFIX}/CN=source`, CLIENT_EXT);
   makeLeaf(raw, 'stranger', 'ca', `${SUBJECT_PREFIX}/CN=stranger`, CLIENT_EXT);
+  makeCrl(raw, ['stranger']);
 
   const dirs = {} as Record<CredsDir, string>;
   for (const [dir, ca, leaf] of LAYOUT) {
@@ -118,10 +140,11 @@ export function makeTestPki(): TestPki {
     mkdirSync(path);
     copyFileSync(join(raw, `${ca}-cert.pem`), join(path, 'ca-cert.pem'));
     if (leaf !== null) {
-      const role = dir === 'server' ? 'server' : 'client';
+      const role = dir.startsWith('server') ? 'server' : 'client';
       copyFileSync(join(raw, `${leaf}-cert.pem`), join(path, `${role}-cert.pem`));
       copyFileSync(join(raw, `${leaf}-key.pem`), join(path, `${role}-key.pem`));
     }
+    if (dir === 'server-crl') copyFileSync(join(raw, 'ca-crl.pem'), join(path, 'ca-crl.pem'));
     dirs[dir] = path;
   }
   const dn = (name: string) =>

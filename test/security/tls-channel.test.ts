@@ -43,7 +43,7 @@ const ALLOW_SOURCE = (id: string) => ({
 /** Objects of one side: server creds + authz, or one client dir's creds. */
 function objectsFor(dir: CredsDir, verifyPeer = true): UserObjects {
   const objects = new UserObjects();
-  const endpoint = dir === 'server' ? 'server' : 'client';
+  const endpoint = dir.startsWith('server') ? 'server' : 'client';
   objects.add({
     'qom-type': 'tls-creds-x509',
     id: 'tls0',
@@ -104,11 +104,11 @@ async function destination(t: { after: (fn: () => Promise<void>) => void }, veri
 
 /** A source channel to the destination with the creds of `dir`. */
 async function source(
-  d: Destination,
+  port: number,
   dir: CredsDir,
   over: Partial<TlsParameters> = {},
 ): Promise<MigrationConnection> {
-  const uri = { transport: 'tcp', host: '127.0.0.1', port: d.port } as const;
+  const uri = { transport: 'tcp', host: '127.0.0.1', port } as const;
   const upgrade = migrationTlsClient(objectsFor(dir), params(over), uri)!;
   const raw = await connect(uri);
   return upgrade(raw, new AbortController().signal);
@@ -132,7 +132,7 @@ async function exchange(
 test('a verified channel carries the stream one way and the return path the other', async (t) => {
   const d = await destination(t);
   const accepted = d.listener.accept();
-  const src = await source(d, 'client');
+  const src = await source(d.port, 'client');
   const dst = await exchange(src, accepted);
   assert.match(
     src.description,
@@ -163,7 +163,7 @@ test('refusals on the destination: plain TCP, another CA, an unlisted DN, no cer
   for (const [dir, message] of cases) {
     refusal = d.nextRefusal();
     // TLS 1.3: the client's handshake is over before the server checks; its first use fails.
-    const src = await source(d, dir).catch((err: Error) => err);
+    const src = await source(d.port, dir).catch((err: Error) => err);
     assert.equal(await refusal, message, dir);
     if (!(src instanceof Error)) {
       src.writable!.write('QEVM');
@@ -172,7 +172,7 @@ test('refusals on the destination: plain TCP, another CA, an unlisted DN, no cer
   }
 
   // The listener kept going: the real source still gets in.
-  const good = await source(d, 'client');
+  const good = await source(d.port, 'client');
   const dst = await exchange(good, accepted);
   good.destroy();
   dst.destroy();
@@ -181,19 +181,19 @@ test('refusals on the destination: plain TCP, another CA, an unlisted DN, no cer
 test('refusals on the source: an untrusted destination, a hostname mismatch, no TLS', async (t) => {
   const d = await destination(t);
   let refusal = d.nextRefusal();
-  await assert.rejects(source(d, 'client-distrust'), {
+  await assert.rejects(source(d.port, 'client-distrust'), {
     message: "The certificate hasn't got a known issuer",
   });
   // The destination sees the source leave at the end of the handshake, or right after it.
   assert.match(await refusal, /closed the channel right after the TLS handshake|socket hang up/);
 
   refusal = d.nextRefusal();
-  await assert.rejects(source(d, 'client', { 'tls-hostname': 'other.example' }), {
+  await assert.rejects(source(d.port, 'client', { 'tls-hostname': 'other.example' }), {
     message: 'Certificate does not match the hostname other.example',
   });
   await refusal;
   // the name in the certificate and its IP address both match
-  (await source(d, 'client', { 'tls-hostname': 'localhost' })).destroy();
+  (await source(d.port, 'client', { 'tls-hostname': 'localhost' })).destroy();
 
   const plain = await listen('tcp:127.0.0.1:0');
   t.after(() => plain.close());
@@ -207,10 +207,35 @@ test('refusals on the source: an untrusted destination, a hostname mismatch, no 
   });
 });
 
+test('a CRL in the server dir: a revoked client certificate is refused', async (t) => {
+  const objects = new UserObjects();
+  objects.add(`tls-creds-x509,id=tls0,dir=${pki.dirs['server-crl']},endpoint=server`);
+  const creds = migrationTlsGetCreds(objects, params(), 'server');
+  const l = await listen('tcp:127.0.0.1:0');
+  t.after(() => l.close());
+  const port = l.uri.transport === 'tcp' ? l.uri.port : 0;
+  const attempt = async (dir: CredsDir) => {
+    const accepted = l.accept();
+    const src = source(port, dir).catch((err: Error) => err);
+    const dst = tlsServerChannel(await accepted, { creds, authorize: null });
+    const client = await src;
+    if (!(client instanceof Error)) client.writable!.write('QEVM');
+    try {
+      return (await dst).description;
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      if (!(client instanceof Error)) client.destroy();
+    }
+  };
+  assert.match(await attempt('client'), /peer C=GB,O=vfio-migration tests,CN=source\)$/);
+  assert.equal(await attempt('client-unlisted'), 'The certificate has been revoked');
+});
+
 test('verify-peer=off on the destination: no client certificate asked for, authz not consulted', async (t) => {
   const d = await destination(t, false);
   const accepted = d.listener.accept();
-  const src = await source(d, 'client-nocert');
+  const src = await source(d.port, 'client-nocert');
   src.writable!.write('QEVM');
   const dst = await accepted;
   assert.match(dst.description, /\(TLSv1\.3\)$/, 'no peer identity');
