@@ -1,6 +1,9 @@
 /** `vfio-migrate demo`: the project's main job, a verified live migration between two processes. */
 import type { Command } from 'commander';
 import { parseSize, parseSimSpec } from '../../device/sim/index.ts';
+import { HOST_IOMMU_MODES } from '../../memory/iommu/index.ts';
+import type { HostIommuMode } from '../../memory/iommu/index.ts';
+import { parseVfioPciProperties } from '../../vfio/index.ts';
 import { DEFAULT_DEVICES, runDemo } from '../demo/index.ts';
 import type { DemoOptions } from '../demo/index.ts';
 import { cliParser } from '../parse.ts';
@@ -63,6 +66,18 @@ export function registerDemo(program: Command): void {
     )
     .option('--switchover-ack', 'enable the switchover-ack capability on both sides')
     .option(
+      '--iommu <mode>',
+      `host IOMMU dirty tracking: ${HOST_IOMMU_MODES.join(' | ')}`,
+      cliParser(iommuMode),
+      'type1-perpetual',
+    )
+    .option('--viommu', 'a guest IOMMU remapping DMA windows (devices DMA through it)')
+    .option(
+      '--device-property <name=value>',
+      'a vfio-pci property for every device, repeatable (e.g. enable-migration=on)',
+      collectProperty,
+    )
+    .option(
       '--warmup <ms>',
       'how long the guest runs before the migration',
       cliParser(nonNegative),
@@ -80,21 +95,39 @@ export function registerDemo(program: Command): void {
     )
     .action(
       async (
-        opts: Omit<DemoOptions, 'device' | 'switchoverAck' | 'json'> & {
+        opts: Omit<
+          DemoOptions,
+          'device' | 'switchoverAck' | 'json' | 'viommu' | 'deviceProperty'
+        > & {
           device?: string[];
           switchoverAck?: boolean;
           json?: boolean;
+          viommu?: boolean;
+          deviceProperty?: string[];
         },
       ) => {
         const result = await runDemo({
           ...opts,
           device: opts.device ?? DEFAULT_DEVICES,
           switchoverAck: opts.switchoverAck ?? false,
+          viommu: opts.viommu ?? false,
+          deviceProperty: opts.deviceProperty ?? [],
           json: opts.json ?? false,
         });
         if (!result.verified) process.exitCode = 1;
       },
     );
+}
+
+function iommuMode(text: string): HostIommuMode {
+  const mode = HOST_IOMMU_MODES.find((m) => m === text);
+  if (mode === undefined) throw new Error(`"${text}" is not one of ${HOST_IOMMU_MODES.join(', ')}`);
+  return mode;
+}
+
+/** A repeatable --device-property, checked against vfio-pci's properties as it is given. */
+function collectProperty(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), cliParser((t) => (parseVfioPciProperties(t), t))(value)];
 }
 
 function pattern(text: string): DemoOptions['pattern'] {

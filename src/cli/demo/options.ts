@@ -1,5 +1,6 @@
 /** What the demo migrates: its options, and the VM config both processes are built from. */
 import { parseSize } from '../../device/sim/index.ts';
+import type { HostIommuMode } from '../../memory/iommu/index.ts';
 
 export interface DemoOptions {
   memory: string;
@@ -15,6 +16,12 @@ export interface DemoOptions {
   /** MiB/s, 0 = unlimited. */
   maxBandwidth: number;
   switchoverAck: boolean;
+  /** The host IOMMU's dirty tracking (VM config `iommu`). */
+  iommu: HostIommuMode;
+  /** A guest IOMMU whose driver remaps DMA windows during the migration. */
+  viommu: boolean;
+  /** vfio-pci properties for every device, `name=value`. */
+  deviceProperty: string[];
   /** ms the guest runs before the migration starts. */
   warmup: number;
   /** ms before the demo gives up and cancels. */
@@ -34,7 +41,16 @@ export function demoVmConfig(o: DemoOptions): Record<string, unknown> {
     const kind = /^sim:([a-z]+)/.exec(model)?.[1] ?? 'dev';
     const n = counts.get(kind) ?? 0;
     counts.set(kind, n + 1);
-    return { id: `${kind}${n}`, model, 'migration-events': true };
+    return {
+      id: `${kind}${n}`,
+      model,
+      'migration-events': true,
+      // Device logging behind a vIOMMU is a blocker: let the IOMMU track instead.
+      ...(o.viommu ? { 'x-device-dirty-page-tracking': 'off' } : {}),
+      ...Object.fromEntries(
+        o.deviceProperty.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]),
+      ),
+    };
   });
   return {
     name: 'demo',
@@ -48,6 +64,8 @@ export function demoVmConfig(o: DemoOptions): Record<string, unknown> {
       seed: 7,
     },
     populate: { seed: 1, 'zero-share': 0.3 },
+    iommu: o.iommu,
+    viommu: o.viommu,
     devices,
   };
 }
