@@ -129,10 +129,14 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
       ),
       transferred: vm.vfio.stats.transferred,
       'dirty-tracking': {
-        iommu: vm.container.mode,
-        viommu: vm.viommu !== null,
         mode: vm.vfio.dirtyTracking.lastMode,
         'pages-reported': vm.vfio.dirtyTracking.dirtyPagesReported,
+      },
+      container: {
+        iommu: vm.container.mode,
+        viommu: vm.viommu !== null,
+        mappings: vm.container.mappings.length,
+        faults: vm.container.faults,
       },
     }),
   });
