@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   TLS_PENDING_MAX,
@@ -205,6 +206,28 @@ test('refusals on the source: an untrusted destination, a hostname mismatch, no 
     assert.match(err.message, /^TLS handshake failed: /);
     return true;
   });
+});
+
+test('TLS over a UNIX socket, with tls-hostname naming the certificate', async (t) => {
+  const path = join(pki.root, 'mig.sock');
+  const uri = { transport: 'unix', path } as const;
+  const wrap = migrationTlsServer(objectsFor('server'), params(), uri, (e) => assert.fail(e))!;
+  const listener = wrap(await listen(uri));
+  t.after(() => listener.close());
+  const accepted = listener.accept();
+  const upgrade = migrationTlsClient(
+    objectsFor('client'),
+    params({ 'tls-hostname': 'localhost' }),
+    uri,
+  )!;
+  const src = await upgrade(await connect(uri), new AbortController().signal);
+  const dst = await exchange(src, accepted);
+  assert.match(
+    dst.description,
+    /^unix .*\(TLSv1\.3, peer C=GB,O=vfio-migration tests,CN=source\)$/,
+  );
+  src.destroy();
+  dst.destroy();
 });
 
 test('a CRL in the server dir: a revoked client certificate is refused', async (t) => {
