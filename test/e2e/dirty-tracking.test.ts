@@ -9,9 +9,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VfioInfo } from './harness.ts';
-import { E2e, digest, finished, setCaps, smallGuest, waitFor } from './harness.ts';
+import { E2e, digest, finished, setCaps, sleep, smallGuest, waitFor } from './harness.ts';
 
 const CAPS = { events: true, 'return-path': true };
+
+type ContainerInfo = VfioInfo & {
+  'dirty-tracking': { mode: string; 'pages-reported': number };
+  container: { mappings: number; faults: number };
+};
 
 interface Case {
   iommu: string;
@@ -82,10 +87,16 @@ for (const [label, c] of Object.entries(CASES)) {
     const [a, b] = await Promise.all([digest(src), digest(dst)]);
     assert.equal(b.ram.sha256, a.ram.sha256, 'guest RAM, with every page written by DMA');
     assert.deepEqual(b.devices, a.devices);
-    const vfio = await src.qmp.execute<
-      VfioInfo & { 'dirty-tracking': { mode: string; 'pages-reported': number } }
-    >('x-query-vfio');
+    const vfio = await src.qmp.execute<ContainerInfo>('x-query-vfio');
     assert.equal(vfio['dirty-tracking'].mode, c.mode);
     assert.ok(vfio['dirty-tracking']['pages-reported'] > 0, 'the tracker reported pages');
+    if (c.viommu) {
+      // The guest's IOMMU mappings came along: its driver and the devices carry on with them.
+      await dst.qmp.execute('cont');
+      await sleep(200);
+      const there = await dst.qmp.execute<ContainerInfo>('x-query-vfio');
+      assert.equal(there.container.mappings, 6);
+      assert.equal(there.container.faults, 0, 'no device DMA hit an unmapped IOVA');
+    }
   });
 }
