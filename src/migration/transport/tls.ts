@@ -133,6 +133,10 @@ function establish<T>(
     params.signal?.addEventListener('abort', onAbort, { once: true });
     sock.on('error', onError);
     sock.on('close', onClose);
+    if (sock.destroyed) {
+      onClose(); // it went away before we listened
+      return;
+    }
     ready(done, fail);
   });
 }
