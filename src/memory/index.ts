@@ -6,3 +6,4 @@ export * from './ram-block.ts';
 export * from './layout.ts';
 export * from './guest-memory.ts';
 export * from './dirty-log-listeners.ts';
+export * from './raw-image.ts';
