@@ -130,6 +130,15 @@ export const vmConfigSchema = z
           .strict(),
       ])
       .default({ seed: 1, 'zero-share': 0.25 }),
+    /**
+     * Raw images copied into RAM after `populate`, as QEMU's `-device
+     * loader,file=FILE,addr=ADDR,force-raw=on` (on a source: an incoming guest's RAM comes
+     * from the stream).
+     */
+    loader: z
+      .array(z.object({ file: z.string().min(1), addr: size('addr').default(0) }).strict())
+      .max(64)
+      .default([]),
     devices: z.array(deviceSchema).default([]),
     /** TLS credentials and authz lists the migration parameters tls-creds / tls-authz name. */
     objects: z.array(objectSchema).max(64).default([]),

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { VfioMigrationDevice } from '../device/device.ts';
 import { SimDevice, createSimDevice } from '../device/sim/index.ts';
 import { RunState, Vcpus, VmRunControl, populateRam } from '../guest/index.ts';
-import { GuestMemory } from '../memory/index.ts';
+import { GuestMemory, loadRawImage } from '../memory/index.ts';
 import type { RamDigest } from '../memory/index.ts';
 import { IommuContainer } from '../memory/iommu/index.ts';
 import {
@@ -134,6 +134,7 @@ export class Vm {
     if (!incoming && config.populate !== false) {
       populateRam(memory, { seed: config.populate.seed, zeroShare: config.populate['zero-share'] });
     }
+    if (!incoming) for (const image of config.loader) loadRawImage(memory, image.file, image.addr);
     const events = new VmEventHub();
     const registry = new SaveVMRegistry();
     const notifiers = new MigrationNotifiers();
