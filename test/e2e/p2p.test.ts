@@ -12,7 +12,9 @@ import type { VmProcess } from '../../src/cli/vm-process.ts';
 import type { VfioInfo } from './harness.ts';
 import { E2e, digest, finished, setCaps, sleep, smallGuest, waitFor } from './harness.ts';
 
-const CAPS = { events: true, 'return-path': true };
+// With switchover-ack: the destination waits for both PRE_COPY devices' initial data (two
+// approvals; mtty needs none) before it acks.
+const CAPS = { events: true, 'return-path': true, 'switchover-ack': true };
 const P2P = 'p2p-rate=400,state-size=2M,chunk-size=16K,dirty-rate=1M,dma-rate=1M';
 
 interface P2pTx {
