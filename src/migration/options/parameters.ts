@@ -42,6 +42,12 @@ export interface MigrationParameters {
   mode: (typeof MIG_MODES)[number];
   'zero-page-detection': (typeof ZERO_PAGE_DETECTIONS)[number];
   'direct-io': boolean;
+  /**
+   * Not QEMU's: milliseconds without progress after which a migration side gives up on its
+   * peer (writes not draining, nothing arriving, a SHUT not coming); 0 waits forever, as QEMU
+   * does. See stall-watchdog.ts.
+   */
+  'x-stall-timeout': number;
 }
 
 export type MigrationParameterName = keyof MigrationParameters;
@@ -75,8 +81,11 @@ export const DEFAULT_MIGRATION_PARAMETERS: Readonly<MigrationParameters> = {
   mode: 'normal',
   'zero-page-detection': 'multifd',
   'direct-io': false,
+  'x-stall-timeout': 30_000,
 };
 
+/** Largest x-stall-timeout: one day (ms), well inside what a timer can wait. */
+export const MAX_STALL_TIMEOUT = 24 * 3600 * 1000;
 /** Largest downtime-limit QEMU accepts: 2000 s. */
 export const MAX_MIGRATE_DOWNTIME = 2000 * 1000;
 const TARGET_PAGE_SIZE = 4096;
@@ -121,6 +130,7 @@ const KINDS: Readonly<Record<MigrationParameterName, Kind>> = {
   mode: { type: 'enum', values: MIG_MODES },
   'zero-page-detection': { type: 'enum', values: ZERO_PAGE_DETECTIONS },
   'direct-io': { type: 'bool' },
+  'x-stall-timeout': u64,
 };
 
 export function isMigrationParameterName(name: string): name is MigrationParameterName {
@@ -206,6 +216,10 @@ export function parametersProblem(p: MigrationParameters): string | null {
       expects('x-vcpu-dirty-limit-period', 'a value between 1 and 1000'),
     ],
     [p['vcpu-dirty-limit'] >= 1, "Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s"],
+    [
+      p['x-stall-timeout'] <= MAX_STALL_TIMEOUT,
+      expects('x-stall-timeout', `a value between 0 and ${MAX_STALL_TIMEOUT} ms`),
+    ],
   ];
   for (const [ok, problem] of checks) if (!ok) return problem;
   return null;
