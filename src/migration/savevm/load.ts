@@ -43,11 +43,24 @@ import type {
   QEMUFileReader,
   QEMUFileWriter,
   SectionHeader,
+  SectionType,
 } from '../stream/index.ts';
 import type { MigrationCapability } from '../options/index.ts';
 import type { LoadContext } from './handlers.ts';
 import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
 import { hookError } from './save.ts';
+
+/**
+ * Watches a load as it goes: tracing, and the fault layer (faults/plan.ts) that learns the
+ * destination's phase from it and can make a section's load fail. A `section` that throws
+ * fails the load inside that section, with its name and offset, as a failing entry would.
+ */
+export interface LoadObserver {
+  /** Before the entry parses the payload of a START, PART, END or FULL section. */
+  section?(idstr: string, instanceId: number, type: SectionType): void | Promise<void>;
+  /** The EOF marker was read: every section is in. */
+  eof?(): void;
+}
 
 export interface LoadVMOptions {
   readonly registry: SaveVMRegistry;
@@ -58,6 +71,7 @@ export interface LoadVMOptions {
   capability(name: MigrationCapability): boolean;
   /** Opens the return path on the same channel; null when the channel has none (file:). */
   readonly openReturnPath: (() => QEMUFileWriter) | null;
+  readonly observer?: LoadObserver;
 }
 
 function sectionName(e: SaveStateEntry, sectionId: number): string {
@@ -78,6 +92,7 @@ export class LoadVMState {
   readonly #footers: boolean;
   readonly #capability: (name: MigrationCapability) => boolean;
   readonly #openReturnPath: (() => QEMUFileWriter) | null;
+  readonly #observer: LoadObserver | undefined;
   readonly #entries: readonly SaveStateEntry[];
   /** `se->load_section_id`: the incoming section ids bound by START/FULL. */
   readonly #bound = new Map<number, SaveStateEntry>();
@@ -95,6 +110,7 @@ export class LoadVMState {
     this.#footers = opts.sendSectionFooter;
     this.#capability = (name) => opts.capability(name);
     this.#openReturnPath = opts.openReturnPath;
+    this.#observer = opts.observer;
     this.#entries = opts.registry.entries();
     this.#ctx = {
       capability: (name) => opts.capability(name as MigrationCapability),
@@ -175,6 +191,7 @@ export class LoadVMState {
           await this.#command(at);
           break;
         case QEMU_VM_EOF:
+          this.#observer?.eof?.();
           return;
       }
     }
@@ -212,6 +229,7 @@ export class LoadVMState {
     const what = sectionName(e, h.sectionId);
     try {
       if (e.handlers.loadState === undefined) throw new Error('the entry loads no state');
+      await this.#observer?.section?.(e.idstr, e.instanceId, h.type);
       await e.handlers.loadState(this.#f, versionId);
       if (this.#footers) await readSectionFooter(this.#f, h.sectionId, e.idstr);
     } catch (err) {
