@@ -132,9 +132,14 @@ export class VmRunControl {
   /**
    * `vm_start`. QEMU resumes the vCPUs even when a handler failed; with `strict` (the start
    * after an incoming migration) they stay parked then, so a guest whose devices refused their
-   * migrated state never executes — the caller stops the VM again.
+   * migrated state never executes — the caller stops the VM again. `beforeResume` runs once
+   * every handler accepted, as the last step before the vCPUs run (the destination tells the
+   * source it is done there); if it throws, the vCPUs stay parked and vmStart rejects with
+   * its error — the caller stops the VM again.
    */
-  vmStart(opts: { strict?: boolean } = {}): Promise<VmChangeStateFailure[]> {
+  vmStart(
+    opts: { strict?: boolean; beforeResume?: () => Promise<void> } = {},
+  ): Promise<VmChangeStateFailure[]> {
     return this.#exclusive(async () => {
       if (this.isRunning()) return [];
       const state = this.#wasSuspended ? RunState.SUSPENDED : RunState.RUNNING;
@@ -144,6 +149,7 @@ export class VmRunControl {
       const failures = await this.#handlers.notify(true, state);
       this.#wasSuspended = false;
       const refused = opts.strict === true && failures.length > 0;
+      if (!refused) await opts.beforeResume?.();
       if (state === RunState.RUNNING && !refused) this.#vcpus?.resumeAll();
       return failures;
     });
