@@ -8,6 +8,7 @@ import type {
   PayloadSummary,
   RamPayload,
   TimerPayload,
+  ViommuPayload,
   VfioPayload,
 } from './report.ts';
 
@@ -59,6 +60,10 @@ export function describePayloads(payloads: readonly (PayloadSummary | null)[]): 
             `cpu_ticks_offset ${p.cpuTicksOffset}` +
             (p.cpuClockOffset === null ? '' : `, cpu_clock_offset ${p.cpuClockOffset}`),
         )
+        .join('; ');
+    case 'viommu':
+      return (known as ViommuPayload[])
+        .map((p) => `${plural(p.bytes, 'byte')}, ${p.mappings ?? 'malformed'} mappings`)
         .join('; ');
   }
 }

@@ -15,6 +15,7 @@ import {
   TIMER_VERSION_ID,
   TimerDecoder,
 } from './payload/vmstate.ts';
+import { VIOMMU_SECTION_IDSTR, VIOMMU_SECTION_VERSION, ViommuDecoder } from './payload/viommu.ts';
 import type { PayloadFormat } from './report.ts';
 
 interface KnownFormat {
@@ -49,6 +50,12 @@ const KNOWN_FORMATS: readonly KnownFormat[] = [
     versionIds: [1, TIMER_VERSION_ID],
     matches: (idstr) => idstr === TIMER_IDSTR,
     create: (h) => new TimerDecoder(h.versionId),
+  },
+  {
+    format: 'viommu',
+    versionIds: [VIOMMU_SECTION_VERSION],
+    matches: (idstr) => idstr === VIOMMU_SECTION_IDSTR,
+    create: () => new ViommuDecoder(),
   },
 ];
 

@@ -53,7 +53,16 @@ export interface TimerPayload {
   cpuClockOffset: string | null;
 }
 
-export type PayloadSummary = RamPayload | VfioPayload | GlobalStatePayload | TimerPayload;
+/** `viommu` v1: the guest IOMMU's mappings as one counted buffer. */
+export interface ViommuPayload {
+  format: 'viommu';
+  bytes: number;
+  /** null when the buffer does not hold a well-formed mapping list. */
+  mappings: number | null;
+}
+
+export type PayloadSummary =
+  RamPayload | VfioPayload | GlobalStatePayload | TimerPayload | ViommuPayload;
 export type PayloadFormat = PayloadSummary['format'];
 
 export interface InspectedSection {

@@ -16,7 +16,9 @@ import type { QEMUFileReader, QEMUFileWriter } from '../migration/stream/index.t
 import {
   QEMU_VM_SUBSECTION,
   badInput,
+  getVBuffer,
   isStreamError,
+  putVBuffer,
   readSubsectionHeader,
 } from '../migration/stream/index.ts';
 
@@ -31,20 +33,13 @@ export function vfioPciConfigSize(blob: Uint8Array): number {
 }
 
 export function putVfioPciConfig(f: QEMUFileWriter, blob: Uint8Array, device: string): void {
-  if (blob.length > VFIO_PCI_CONFIG_MAX) {
-    throw new Error(
-      `${device}: config blob of ${blob.length} bytes exceeds the ${VFIO_PCI_CONFIG_MAX}-byte limit`,
-    );
-  }
-  f.putBe32(blob.length);
-  f.putBuffer(blob);
+  putVBuffer(f, blob, `${device}: config blob`, VFIO_PCI_CONFIG_MAX);
 }
 
 export async function getVfioPciConfig(f: QEMUFileReader, device: string): Promise<Uint8Array> {
   const what = `${VFIO_PCI_CONFIG_VMSD_NAME} config`;
   try {
-    const length = await f.getBe32(`${what} length`);
-    const blob = await f.getBytes(length, what, VFIO_PCI_CONFIG_MAX);
+    const blob = await getVBuffer(f, what, VFIO_PCI_CONFIG_MAX);
     // vmstate_subsection_load: peek for a subsection marker (END_OF_STATE starts with 0xff).
     if ((await f.peekU8(`${what} end`)) === QEMU_VM_SUBSECTION) {
       const at = f.offset;

@@ -8,13 +8,19 @@
  */
 import type { VmRunControl } from '../guest/index.ts';
 import type { GuestMemory } from '../memory/index.ts';
-import { GuestIommu, VIOMMU_MAX_MAPPINGS, ViommuDriver } from '../memory/iommu/index.ts';
+import {
+  GuestIommu,
+  VIOMMU_SECTION_IDSTR,
+  VIOMMU_SECTION_VERSION,
+  VIOMMU_STATE_MAX_BYTES,
+  ViommuDriver,
+} from '../memory/iommu/index.ts';
 import type { SaveVMRegistry } from '../migration/index.ts';
+import { getVBuffer, putVBuffer } from '../migration/stream/index.ts';
 import type { VmConfig } from './config.ts';
 
 /** `MIG_PRI_IOMMU`: saved (and loaded) before default-priority entries. */
 export const MIG_PRI_IOMMU = 1;
-const MAX_STATE_BYTES = 8 + VIOMMU_MAX_MAPPINGS * 24;
 
 export type ViommuConfig = Exclude<VmConfig['viommu'], false>;
 
@@ -40,21 +46,18 @@ export class VmViommu {
     // A source boots with its windows; a destination gets them from the stream.
     if (!incoming) this.driver.populate();
     registry.register(
-      'viommu',
+      VIOMMU_SECTION_IDSTR,
       {
         saveState: (f) => {
-          const bytes = this.viommu.save();
-          f.putBe32(bytes.length);
-          f.putBuffer(bytes);
+          putVBuffer(f, this.viommu.save(), 'vIOMMU state', VIOMMU_STATE_MAX_BYTES);
           return Promise.resolve();
         },
         loadState: async (f) => {
-          const length = await f.getBe32('vIOMMU state length');
-          this.viommu.load(await f.getBytes(length, 'vIOMMU state', MAX_STATE_BYTES));
+          this.viommu.load(await getVBuffer(f, 'vIOMMU state', VIOMMU_STATE_MAX_BYTES));
           this.driver.adopt();
         },
       },
-      { instanceId: 0, versionId: 1, priority: MIG_PRI_IOMMU },
+      { instanceId: 0, versionId: VIOMMU_SECTION_VERSION, priority: MIG_PRI_IOMMU },
     );
     this.driver.start();
   }

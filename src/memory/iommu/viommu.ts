@@ -29,6 +29,17 @@ export interface IommuNotifier {
 export const VIOMMU_STATE_VERSION = 1;
 /** Most mappings a saved state may hold (bounds the allocation on load). */
 export const VIOMMU_MAX_MAPPINGS = 1 << 16;
+/** The savevm entry the state travels in (a FULL section, one VBUFFER_UINT32 of `save()`). */
+export const VIOMMU_SECTION_IDSTR = 'viommu';
+export const VIOMMU_SECTION_VERSION = 1;
+export const VIOMMU_STATE_MAX_BYTES = 8 + VIOMMU_MAX_MAPPINGS * 24;
+
+/** The number of mappings a saved state holds (for analysis tools), or null if malformed. */
+export function viommuStateMappings(bytes: Uint8Array): number | null {
+  if (bytes.length < 8) return null;
+  const count = new DataView(bytes.buffer, bytes.byteOffset, 8).getUint32(4, true);
+  return bytes.length === 8 + count * 24 ? count : null;
+}
 
 export class GuestIommu {
   readonly memory: GuestMemory;

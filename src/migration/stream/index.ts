@@ -14,3 +14,4 @@ export * from './typed-message.ts';
 export * from './commands.ts';
 export * from './return-path.ts';
 export * from './vmdesc.ts';
+export * from './vbuffer.ts';
