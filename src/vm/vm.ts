@@ -209,7 +209,21 @@ export class Vm {
         for (const peer of devices) {
           if (peer !== d && peer instanceof SimDevice && peer.hasP2pWindow) d.connectPeer(peer);
         }
-        if (tick > 0) d.startAutoRun(tick);
+      }
+      // A device works once the guest has driven it: on a destination, only after the load,
+      // when the guest first runs (its state arrives in RESUMING, not from activity before).
+      const startActivity = () => {
+        if (tick <= 0) return;
+        for (const d of devices) if (d instanceof SimDevice) d.startAutoRun(tick);
+      };
+      if (incoming) {
+        const off = runControl.onEvent((e) => {
+          if (e.event !== 'RESUME') return;
+          off();
+          startActivity();
+        });
+      } else {
+        startActivity();
       }
       const vm = new Vm(parts, vfio);
       migration.outgoing.addInfoProvider(vfio.infoProvider());

@@ -50,6 +50,7 @@ export class MttyModel implements SimModel {
   readonly #opts: MttyModelOptions;
   #rng: Prng;
   readonly #acc = new RateAccumulator();
+  #resuming: MttyResuming | null = null;
 
   constructor(opts: MttyModelOptions) {
     this.#opts = opts;
@@ -84,10 +85,13 @@ export class MttyModel implements SimModel {
   }
 
   openResuming(): ResumingStream {
-    return new MttyResuming(this);
+    this.#resuming = new MttyResuming(this);
+    return this.#resuming;
   }
 
-  closeSession(): void {}
+  closeSession(): void {
+    this.#resuming = null;
+  }
 
   run(ms: number, _state: MigState, _dma: DmaEngine): void {
     for (let n = this.#acc.take(this.#opts.activity, ms); n > 0; n--) this.#guestAccess();
@@ -99,8 +103,13 @@ export class MttyModel implements SimModel {
     this.#acc.reset();
   }
 
+  /**
+   * The sample loads the ports only at RESUMING -> STOP; while a complete image waits in
+   * RESUMING (a destination paused after the load), the digest is that of the state it will
+   * load, so a paused destination can be compared with its source.
+   */
   digest(hash: Hash): void {
-    hash.update(this.ports);
+    hash.update(this.#resuming?.completePorts() ?? this.ports);
   }
 
   /** Header of the image for this device. */
@@ -209,6 +218,12 @@ class MttyResuming implements ResumingStream {
       if (this.#headerError) fail('EFAULT', `mtty resume: ${this.#headerError}`);
     }
     return 0;
+  }
+
+  /** The port state a complete, well-formed image would load, or null. */
+  completePorts(): Uint8Array | null {
+    if (this.#filled < this.#data.length || this.#headerError) return null;
+    return this.#data.subarray(MTTY_HEADER_SIZE);
   }
 
   finish(): void {
