@@ -8,10 +8,14 @@
  *                       destination goes on waiting in setup (migration/tls.c)
  *   setup → active      the source connected; `qemu_loadvm_state` runs
  *   active → completed  loaded: the guest starts if the source's run state was live (or no
- *                       globalstate came) and autostart is on; else it takes the sent state
- *                       (paused with -S); load_cleanup; SHUT 0 on the return path
+ *                       globalstate came) and autostart is on — SHUT 0 goes out after its
+ *                       devices accepted their state, before any vCPU runs; else it takes the
+ *                       sent state (paused with -S) and SHUT 0 follows; load_cleanup
  *   active → failed     nothing is started; load_cleanup; SHUT 1; the error is kept for
  *                       query-migrate and the process stays up
+ *
+ * With `x-stall-timeout`, a source that sends nothing while the load waits for bytes, or that
+ * reads nothing of the return path, fails the load (stall-watchdog.ts).
  */
 import type { VmRunControl } from '../guest/run-control.ts';
 import { RunState, runStateIsLive } from '../guest/runstate.ts';
@@ -23,7 +27,9 @@ import { describeHandlerFailures } from './migration.ts';
 import type { MigrationOptions } from './options/index.ts';
 import { localConfiguration } from './savevm/configuration.ts';
 import { LoadVMState } from './savevm/load.ts';
+import type { LoadObserver } from './savevm/load.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
+import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
 import { MigrationStatus, migrationIsFinished } from './status.ts';
 import { putRpShut } from './stream/index.ts';
 import {
@@ -68,11 +74,32 @@ export interface MigrationIncomingDeps {
    * check); the migration keeps waiting for its source. Default: stderr, as QEMU reports it.
    */
   readonly reportRefused?: (message: string) => void;
+  /** Sees the load section by section (the fault layer, faults/plan.ts); none by default. */
+  readonly loadObserver?: LoadObserver;
 }
 
 export interface IncomingStartOptions {
   /** Overrides the default for this migration (`migrate-incoming`'s exit-on-error). */
   exitOnError?: boolean;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Notes when the source closes or breaks the channel, from now on. */
+function watchPeer(conn: MigrationConnection): () => Error | null {
+  let gone: Error | null = null;
+  const r = conn.readable;
+  const why = (how: string) => () => {
+    gone ??= new Error(
+      `the source ${how} the channel before the destination confirmed the migration (SHUT)`,
+    );
+  };
+  r?.once('end', why('closed'));
+  r?.once('close', why('closed'));
+  r?.once('error', why('broke'));
+  return () => gone;
 }
 
 function socketAddressOf(uri: MigrationUri): SocketAddressInfo[] | undefined {
@@ -90,6 +117,8 @@ export class MigrationIncomingState implements MigrationInfoSource {
   #exitOnError: boolean;
   #listener: MigrationListener | null = null;
   #conn: MigrationConnection | null = null;
+  /** SHUT 0 went out before the guest started. */
+  #shutSent = false;
   readonly #abort = new AbortController();
   #finished: Promise<MigrationStatus> = Promise.resolve(S.NONE);
 
@@ -196,49 +225,85 @@ export class MigrationIncomingState implements MigrationInfoSource {
   async #process(conn: MigrationConnection): Promise<void> {
     const { registry, options, machineType, runControl } = this.#deps;
     this.#setStatus(S.SETUP, S.ACTIVE);
+    const file = conn.openReader();
     const load = new LoadVMState({
       registry,
-      file: conn.openReader(),
+      file,
       local: localConfiguration(machineType, options),
       sendSectionFooter: options.properties['send-section-footer'],
       capability: (name) => options.capability(name),
       openReturnPath: conn.returnPath
         ? () => conn.openWriter({ chunkSize: RETURN_PATH_CHUNK })
         : null,
+      observer: this.#deps.loadObserver,
     });
+    const peerGone = watchPeer(conn);
+    let loading = true;
+    const watchdog = stallWatchdog(options.parameters['x-stall-timeout'], (err) =>
+      conn.destroy(err),
+    );
+    watchdog?.watch('nothing received from the source', () =>
+      loading && file.available() === 0 ? file.offset : null,
+    );
+    if (conn.writable !== null) {
+      watchdog?.watch('the source reads nothing of the return path', drainProgress(conn.writable));
+    }
     try {
       await load.load();
+      loading = false;
+      this.#warnings.push(...load.warnings);
+      const received = this.#deps.globalState?.received() ?? null;
+      if (received === null || runStateIsLive(received)) {
+        if (this.#deps.autostart ?? true) await this.#startGuest(load, peerGone);
+        else runControl.runstateSet(RunState.PAUSED);
+      } else {
+        runControl.runstateSet(received);
+      }
     } catch (err) {
+      watchdog?.stop();
       await this.#fail(err, load);
       return;
     }
-    this.#warnings.push(...load.warnings);
-    const received = this.#deps.globalState?.received() ?? null;
-    if (received === null || runStateIsLive(received)) {
-      if (this.#deps.autostart ?? true) {
-        const failures = await runControl.vmStart({ strict: true });
-        if (failures.length > 0) {
-          // The devices refused their state: the vCPUs never ran; stop again and let the
-          // source keep the guest.
-          await runControl.vmStop(RunState.PAUSED);
-          await this.#fail(
-            new Error(`starting the VM failed: ${describeHandlerFailures(failures)}`),
-            load,
-          );
-          return;
-        }
-      } else {
-        runControl.runstateSet(RunState.PAUSED);
-      }
-    } else {
-      runControl.runstateSet(received);
-    }
+    watchdog?.stop();
     this.#setStatus(S.ACTIVE, S.COMPLETED);
     await this.#destroy(load, false);
   }
 
+  /**
+   * `vm_start` after the load; throws if the guest must not run. The devices take their state
+   * first; then, with a return path, SHUT 0 goes out as the very last step before the vCPUs
+   * run, and only while the source is still there. A destination whose SHUT cannot reach the
+   * source thus never runs the guest the source restarts (QEMU starts the guest, then sends
+   * SHUT). If anything refuses, the vCPUs never ran: the VM is stopped again and the source
+   * keeps the guest.
+   */
+  async #startGuest(load: LoadVMState, peerGone: () => Error | null): Promise<void> {
+    const rc = this.#deps.runControl;
+    const rp = load.returnPath;
+    let refusal: Error;
+    try {
+      const failures = await rc.vmStart({
+        strict: true,
+        beforeResume: async () => {
+          if (rp === null) return;
+          const gone = peerGone();
+          if (gone !== null) throw gone;
+          putRpShut(rp, false);
+          await rp.flush();
+          this.#shutSent = true;
+        },
+      });
+      if (failures.length === 0) return;
+      refusal = new Error(`starting the VM failed: ${describeHandlerFailures(failures)}`);
+    } catch (err) {
+      refusal = asError(err);
+    }
+    await rc.vmStop(RunState.PAUSED);
+    throw refusal;
+  }
+
   async #fail(err: unknown, load: LoadVMState): Promise<void> {
-    this.#error = err instanceof Error ? err : new Error(String(err));
+    this.#error = asError(err);
     this.#warnings.push(...load.warnings);
     this.#setStatus(this.#status, S.FAILED);
     await this.#destroy(load, true);
@@ -249,7 +314,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
   async #destroy(load: LoadVMState, failed: boolean): Promise<void> {
     for (const err of await load.cleanup()) this.#warnings.push(err.message);
     const rp = load.returnPath;
-    if (rp !== null) {
+    if (rp !== null && !this.#shutSent) {
       try {
         putRpShut(rp, failed);
         await rp.flush();
