@@ -16,6 +16,11 @@
  *         destination's SHUT; downtime ends; completed → postmigrate
  *   on failure or cancel: the guest is restarted if it was running, every save_cleanup runs,
  *         then the 'precopy-failed' notifiers. Nothing of the guest is lost.
+ *
+ * With `x-stall-timeout` (stall-watchdog.ts), writes that do not drain for that long fail the
+ * migration, and a SHUT not received within twice that after the whole stream went out leaves
+ * the migration failed *in doubt*: the destination has everything and may be running the
+ * guest, so the guest here stays paused rather than run twice (QEMU waits for SHUT forever).
  */
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { TARGET_PAGE_SIZE } from '../memory/page.ts';
@@ -40,6 +45,8 @@ import type { SaveContext } from './savevm/handlers.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
 import { SaveVMState, hookError, saveStateCleanup } from './savevm/save.ts';
 import { SourceReturnPath } from './source-return-path.ts';
+import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
+import type { StallWatchdog } from './stall-watchdog.ts';
 import {
   MigrationStatus,
   migrationHasFailed,
@@ -56,9 +63,6 @@ import type { MigrationConnection, MigrationUri } from './transport/index.ts';
 
 const S = MigrationStatus;
 
-/** How long the switchover waits for the destination's SHUT by default (ms). */
-export const DEFAULT_RETURN_PATH_TIMEOUT_MS = 30_000;
-
 export interface MigrationStateDeps {
   readonly registry: SaveVMRegistry;
   readonly memory: GuestMemory;
@@ -74,7 +78,7 @@ export interface MigrationStateDeps {
   readonly clock?: MigrationClock;
   /** Opens the outgoing channel; default the tcp/unix/file transports. */
   readonly connect?: (uri: MigrationUri, signal: AbortSignal) => Promise<MigrationConnection>;
-  /** How long the switchover waits for the destination's SHUT (ms). */
+  /** How long the switchover waits for the destination's SHUT (ms); default 2 × x-stall-timeout. */
   readonly returnPathTimeoutMs?: number;
   /** Where tls-creds is looked up (QEMU's /objects). */
   readonly objects?: UserObjects;
@@ -111,6 +115,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   #file: QEMUFileWriter | null = null;
   #rp: SourceReturnPath | null = null;
   #continueWaiter: (() => void) | null = null;
+  #watchdog: StallWatchdog | null = null;
+  /** The whole stream (EOF, vmdesc) was handed to the channel. */
+  #eofSent = false;
+  /** SHUT never came after the whole stream went out: the destination may run the guest. */
+  #inDoubt = false;
   #finished: Promise<MigrationStatus> = Promise.resolve(S.NONE);
 
   // Times in ms on `clock`, and the rates of the last window (§2.2, §5.1).
@@ -151,6 +160,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   /** Why the last migration failed (`error-desc`), or null. */
   get error(): Error | null {
     return this.#error;
+  }
+
+  /** True once the whole stream (EOF, vmdesc) was handed to the channel, until the next migrate. */
+  get eofSent(): boolean {
+    return this.#eofSent;
   }
 
   /** Problems the last migration only reported (cleanup and notifier failures). */
@@ -275,6 +289,8 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#file = null;
     this.#rp = null;
     this.#continueWaiter = null;
+    this.#eofSent = false;
+    this.#inDoubt = false;
     this.#setupTime = 0;
     this.#totalTime = 0;
     this.#downtime = 0;
@@ -320,6 +336,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     if (tls !== null) this.#conn = conn = await tls(conn, this.#abort.signal);
     if (this.#status !== S.SETUP) return;
     this.#file = conn.openWriter();
+    const stall = this.options.parameters['x-stall-timeout'];
+    this.#watchdog = stallWatchdog(stall, (err) => this.#channelFailed(err));
+    if (conn.writable !== null) {
+      this.#watchdog?.watch('the destination takes no data', drainProgress(conn.writable));
+    }
     this.#rate.set(this.options.parameters['max-bandwidth']);
     this.#rate.reset();
     if (this.options.capability('return-path')) {
@@ -328,7 +349,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       }
       const rp = new SourceReturnPath(conn.openReader());
       this.#rp = rp;
-      rp.done.catch((err: unknown) => this.#returnPathFailed(err));
+      rp.done.catch((err: unknown) => this.#channelFailed(err));
     }
     const errors = await this.#deps.notifiers.notify('precopy-setup');
     if (errors.length > 0) {
@@ -448,6 +469,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       this.#rate.set(0);
       if (this.options.properties['send-switchover-start']) await save.sendSwitchoverStart();
       await save.completePrecopy();
+      this.#eofSent = true;
       if (this.#rp !== null) await this.#waitForShut(this.#rp);
       if (this.#error !== null) throw this.#error;
       this.#completionEnd();
@@ -473,6 +495,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     if (this.options.capability('pause-before-switchover')) {
       this.#setStatus(S.ACTIVE, S.PRE_SWITCHOVER);
       await new Promise<void>((resolve) => (this.#continueWaiter = resolve));
+      if (this.#error !== null) throw this.#error;
       return this.#setStatus(S.PRE_SWITCHOVER, S.DEVICE);
     }
     return this.#setStatus(S.ACTIVE, S.DEVICE);
@@ -484,14 +507,22 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     wake?.();
   }
 
-  /** `close_return_path_on_source` on success: the destination's SHUT, within the timeout. */
+  /**
+   * `close_return_path_on_source` on success: the destination's SHUT, within the timeout. A
+   * closed or broken channel means the destination did not start the guest (it sends SHUT
+   * before its vCPUs run, and only over a live channel); silence leaves it in doubt.
+   */
   async #waitForShut(rp: SourceReturnPath): Promise<void> {
-    const ms = this.#deps.returnPathTimeoutMs ?? DEFAULT_RETURN_PATH_TIMEOUT_MS;
+    const ms = this.#deps.returnPathTimeoutMs ?? 2 * this.options.parameters['x-stall-timeout'];
+    if (ms === 0) return rp.done;
     const stop = new AbortController();
     const timedOut = this.clock.sleep(ms, stop.signal).then(() => {
-      if (!stop.signal.aborted) {
-        throw new Error(`the destination did not end the migration (SHUT) within ${ms} ms`);
-      }
+      if (stop.signal.aborted) return;
+      this.#inDoubt = true;
+      throw new Error(
+        `the destination did not end the migration (SHUT) within ${ms} ms of the whole ` +
+          'stream: it may be running the guest, which stays paused here (cont resumes it)',
+      );
     });
     try {
       await Promise.race([rp.done, timedOut]);
@@ -522,6 +553,10 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     }
     const old = this.#vmOldState;
     if (old === null) return;
+    if (this.#inDoubt && rc.runState === RunState.FINISH_MIGRATE) {
+      rc.runstateSet(RunState.PAUSED);
+      return;
+    }
     if (runStateIsLive(old)) {
       if (rc.runState === RunState.SHUTDOWN) return;
       const failures = await rc.vmStart();
@@ -535,6 +570,8 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
 
   /** `migrate_fd_cleanup`: save_cleanup, channel closed, cancelled, notifiers. */
   async #cleanup(): Promise<void> {
+    this.#watchdog?.stop();
+    this.#watchdog = null;
     for (const err of await saveStateCleanup(this.#deps.registry)) this.#warnings.push(err.message);
     this.#rp?.close();
     await this.#closeChannel();
@@ -568,11 +605,15 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#setStatus(this.#status, S.FAILED);
   }
 
-  /** The return path failed while migrating: record it and shut the channel (unblocks writes). */
-  #returnPathFailed(err: unknown): void {
+  /**
+   * The return path failed or the channel stalled: record it and shut the channel (unblocks
+   * writes and a wait in pre-switchover).
+   */
+  #channelFailed(err: unknown): void {
     if (!migrationIsRunning(this.#status) || this.#status === S.CANCELLING) return;
     this.#error ??= asError(err);
     this.#conn?.destroy(this.#error);
+    this.#wakeContinue();
   }
 
   /** `migrate_set_state`: moves only from `from`; emits MIGRATION. */
