@@ -39,11 +39,11 @@ export interface VmMigrationDeps {
   /** false is QEMU's -S (the incoming guest stays paused). */
   readonly autostart?: boolean;
   readonly clock?: MigrationClock;
-  /** Extra knobs of each side (channel factories, timeouts, exit-on-error). */
+  /** Extra knobs of each side (channel factories, timeouts, exit-on-error, a load observer). */
   readonly outgoing?: Pick<MigrationStateDeps, 'connect' | 'returnPathTimeoutMs'>;
   readonly incoming?: Pick<
     MigrationIncomingDeps,
-    'listen' | 'exitOnError' | 'exit' | 'reportRefused'
+    'listen' | 'exitOnError' | 'exit' | 'reportRefused' | 'loadObserver'
   >;
   /** The VM's user-created objects, where tls-creds and tls-authz are found. */
   readonly objects?: UserObjects;
