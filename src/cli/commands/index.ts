@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerBench } from './bench.ts';
 import { registerConformance } from './conformance.ts';
 import { registerDemo } from './demo.ts';
 import { registerInspect } from './inspect.ts';
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerUapi(program);
   registerConformance(program);
   registerInspect(program);
+  registerBench(program);
 }

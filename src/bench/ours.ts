@@ -1,0 +1,50 @@
+/** Our side of a benchmark: a source and a destination `vfio-migrate run` process. */
+import { VmProcess } from '../cli/vm-process.ts';
+import type { MigrationPair } from './pair.ts';
+
+export interface OurPairOptions {
+  /** Names the processes' files in `dir` (config, QMP socket). */
+  readonly name: string;
+  /** QEMU's -S on the source: the guest is paused when the migration starts. */
+  readonly sourcePaused: boolean;
+}
+
+/**
+ * Starts the destination (listening on a free loopback port, paused after the load) and then
+ * the source, both from `config` (the destination ignores `populate` and `loader`).
+ */
+export async function startOurPair(
+  dir: string,
+  config: Record<string, unknown>,
+  opts: OurPairOptions,
+): Promise<MigrationPair> {
+  const destination = await VmProcess.spawn({
+    name: `${opts.name}-dst`,
+    dir,
+    config,
+    incoming: 'tcp:127.0.0.1:0',
+    paused: true,
+  });
+  let source: VmProcess;
+  try {
+    source = await VmProcess.spawn({
+      name: `${opts.name}-src`,
+      dir,
+      config,
+      paused: opts.sourcePaused,
+    });
+  } catch (err) {
+    await destination.stop();
+    throw err;
+  }
+  const uri = destination.ready.incoming;
+  if (uri === null) throw new Error('the destination VM is not listening');
+  return {
+    source: { qmp: source.qmp, pid: source.child.pid ?? -1 },
+    destination: { qmp: destination.qmp, pid: destination.child.pid ?? -1 },
+    uri,
+    async stop(): Promise<void> {
+      await Promise.allSettled([source.stop(), destination.stop()]);
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * A source and a destination process driven over QMP — ours or QEMU's — and one migration
+ * between them timed the same way for both: from the `migrate` command to the destination's
+ * MIGRATION event saying `completed`, with unlimited bandwidth and otherwise QEMU's defaults.
+ */
+import type { QmpClient } from '../qmp/index.ts';
+import { peakRssBytes } from './proc.ts';
+
+export interface PairEnd {
+  readonly qmp: QmpClient;
+  readonly pid: number;
+}
+
+export interface MigrationPair {
+  readonly source: PairEnd;
+  readonly destination: PairEnd;
+  /** Where the destination listens, as `migrate` takes it. */
+  readonly uri: string;
+  stop(): Promise<void>;
+}
+
+export interface TimedMigration {
+  readonly seconds: number;
+  /** The source's query-migrate once completed. */
+  readonly info: Record<string, unknown>;
+  readonly destPeakRssBytes: number | null;
+  readonly srcPeakRssBytes: number | null;
+}
+
+interface MigrationEventData {
+  status?: string;
+}
+
+/**
+ * Runs one migration of `pair` and times it. `parameters` are set on the source first (e.g.
+ * downtime-limit); max-bandwidth is always 0 (unlimited).
+ */
+export async function timeMigration(
+  pair: MigrationPair,
+  timeoutMs: number,
+  parameters: Record<string, unknown> = {},
+): Promise<TimedMigration> {
+  const { source, destination } = pair;
+  const events = [{ capability: 'events', state: true }];
+  await destination.qmp.execute('migrate-set-capabilities', { capabilities: events });
+  await source.qmp.execute('migrate-set-parameters', { ...parameters, 'max-bandwidth': 0 });
+  const ended = destination.qmp.waitEvent(
+    'MIGRATION',
+    (e) => {
+      const status = (e.data as MigrationEventData | undefined)?.status;
+      return status === 'completed' || status === 'failed' || status === 'cancelled';
+    },
+    timeoutMs,
+  );
+  const t0 = performance.now();
+  await source.qmp.execute('migrate', { uri: pair.uri });
+  const event = await ended;
+  const seconds = (performance.now() - t0) / 1000;
+  const status = (event.data as MigrationEventData | undefined)?.status;
+  if (status !== 'completed') {
+    const why = await destination.qmp.execute<{ 'error-desc'?: string }>('query-migrate');
+    throw new Error(`the migration ended ${status}: ${why['error-desc'] ?? 'no reason given'}`);
+  }
+  // The source completes before or right after the destination: wait for its final figures.
+  const deadline = performance.now() + timeoutMs;
+  let info = await source.qmp.execute<Record<string, unknown>>('query-migrate');
+  while (info.status !== 'completed' && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5));
+    info = await source.qmp.execute<Record<string, unknown>>('query-migrate');
+  }
+  return {
+    seconds,
+    info,
+    destPeakRssBytes: peakRssBytes(destination.pid),
+    srcPeakRssBytes: peakRssBytes(source.pid),
+  };
+}

@@ -1,0 +1,39 @@
+/** The benchmarks' results as text for a terminal (`--json` prints the objects instead). */
+import type { RamBenchResult } from './ram.ts';
+import type { Summary } from './stats.ts';
+
+const MiB = 1 << 20;
+
+export function formatBytes(n: number | null): string {
+  if (n === null) return 'unknown';
+  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : `${(n / MiB).toFixed(0)} MiB`;
+}
+
+function row(name: string, s: Summary, bytes: number, extra = ''): string {
+  const rate = (secs: number) => (bytes / MiB / secs).toFixed(0);
+  return (
+    `  ${name.padEnd(5)} ${s.median.toFixed(3)} s  ${rate(s.median).padStart(5)} MiB/s` +
+    `   (min ${s.min.toFixed(3)} s, max ${s.max.toFixed(3)} s)${extra}`
+  );
+}
+
+export function formatRamReport(r: RamBenchResult): string {
+  const m = r.machine;
+  const lines = [
+    `RAM migration of a paused guest, ${formatBytes(r.sizeBytes)} ${r.pattern}, ` +
+      `${r.repetitions} repetitions (medians); Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel})`,
+    row('ours', r.samples.ours, r.sizeBytes, `   downtime ${r.oursDowntimeMs} ms`),
+    row('raw', r.samples.raw, r.sizeBytes, '   (loopback socket copy, Node to Node)'),
+    r.samples.qemu === null
+      ? '  qemu  not measured (qemu-system-x86_64 not found, or --no-qemu)'
+      : row('qemu', r.samples.qemu, r.sizeBytes, `   (${m.qemu})`),
+    `  ours / raw throughput ${r.oursVsRaw.toFixed(2)}` +
+      (r.oursVsQemu === null ? '' : `   ours / qemu time ${r.oursVsQemu.toFixed(2)}`),
+    `  peak RSS: destination ${formatBytes(r.destPeakRssBytes)}, ` +
+      `source ${formatBytes(r.srcPeakRssBytes)} (guest RAM ${formatBytes(r.sizeBytes)})` +
+      (r.qemuDestPeakRssBytes === null
+        ? ''
+        : `; QEMU destination ${formatBytes(r.qemuDestPeakRssBytes)}`),
+  ];
+  return lines.join('\n') + '\n';
+}

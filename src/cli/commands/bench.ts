@@ -1,0 +1,98 @@
+/** `vfio-migrate bench`: migration performance measured against Node's own socket and QEMU. */
+import type { Command } from 'commander';
+import { parseSize } from '../../device/sim/index.ts';
+import { RAM_PATTERNS, checkChannels, formatRamReport, runRamBench } from '../../bench/index.ts';
+import type { RamPattern } from '../../bench/index.ts';
+import { cliParser } from '../parse.ts';
+
+interface RamOptions {
+  size: number;
+  channels: number;
+  repetitions: number;
+  warmup: number;
+  pattern: RamPattern;
+  qemu: boolean;
+  timeout: number;
+  json?: boolean;
+}
+
+/** Guest RAM: a whole number of MiB, 1 MiB to 64 GiB. */
+function ramSize(text: string): number {
+  const n = parseSize(text);
+  if (n < 1 << 20 || n > 64 * (1 << 30) || n % (1 << 20) !== 0) {
+    throw new Error(`"${text}" is not a whole number of MiB between 1M and 64G`);
+  }
+  return n;
+}
+
+function integer(min: number): (text: string) => number {
+  return (text) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
+      throw new Error(`"${text}" is not an integer >= ${min}`);
+    }
+    return n;
+  };
+}
+
+function channels(text: string): number {
+  const n = integer(1)(text);
+  checkChannels(n);
+  return n;
+}
+
+function pattern(text: string): RamPattern {
+  const p = RAM_PATTERNS.find((x) => x === text);
+  if (p === undefined) throw new Error(`"${text}" is not one of ${RAM_PATTERNS.join(', ')}`);
+  return p;
+}
+
+export function registerBench(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description(
+      'measure migration performance on this machine: RAM throughput against a raw loopback ' +
+        'socket copy and QEMU, and downtime against its limit and its ideal',
+    );
+  bench
+    .command('ram')
+    .description(
+      'migrate a paused guest holding SIZE of RAM between two processes over loopback TCP, ' +
+        'next to a raw socket copy of the same bytes between two Node processes and, when ' +
+        'qemu-system-x86_64 is installed, QEMU migrating the same RAM image; medians of ' +
+        'several repetitions',
+    )
+    .option('--size <size>', 'guest RAM (K, M, G suffixes)', cliParser(ramSize), 1 << 30)
+    .option(
+      '--channels <n>',
+      'migration channels (multifd is not implemented yet: 1)',
+      cliParser(channels),
+      1,
+    )
+    .option('--repetitions <n>', 'measured rounds', cliParser(integer(1)), 5)
+    .option('--warmup <n>', 'uncounted rounds first', cliParser(integer(0)), 1)
+    .option(
+      '--pattern <kind>',
+      `RAM content: ${RAM_PATTERNS.join(' | ')}`,
+      cliParser(pattern),
+      'random',
+    )
+    .option('--no-qemu', 'do not compare with QEMU even when it is installed')
+    .option('--timeout <ms>', 'longest one migration may take', cliParser(integer(1)), 300_000)
+    .option('--json', 'print one JSON object')
+    .action(async (opts: RamOptions) => {
+      const result = await runRamBench({
+        sizeBytes: opts.size,
+        channels: opts.channels,
+        repetitions: opts.repetitions,
+        warmup: opts.warmup,
+        pattern: opts.pattern,
+        qemu: opts.qemu,
+        timeoutMs: opts.timeout,
+        progress: opts.json === true ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(
+        opts.json === true ? `${JSON.stringify(result, null, 2)}\n` : formatRamReport(result),
+      );
+    });
+}
