@@ -5,10 +5,12 @@
  * need, across chunk boundaries, and offers synchronous `try*` variants for hot loops when
  * the bytes are already buffered. All integers are big-endian (qemu-migration.md §1.1).
  *
- * Bytes come from an AsyncIterable (a net.Socket, a file stream) pulled by an internal pump,
- * or are pushed with push()/end()/fail(). Chunks are kept in a list, never concatenated.
- * The pump stops pulling while more than `highWaterMark` bytes are buffered, so a slow loader
- * pushes back on the sender through TCP.
+ * Bytes come from a Readable (a net.Socket, a file stream) through its 'data' events, from
+ * another AsyncIterable pulled by an internal pump, or are pushed with push()/end()/fail().
+ * Chunks are kept in a list, never concatenated. Above `highWaterMark` buffered bytes the
+ * stream is paused (the pump stops pulling), so a slow loader pushes back on the sender
+ * through TCP. A Readable is read through its events rather than its async iterator: per
+ * chunk (64 KiB from a socket) that saves a promise and the iterator's bookkeeping.
  *
  * One consumer at a time: a QEMUFile has a single reader, and overlapping async reads are a
  * programming error.
@@ -50,7 +52,10 @@ export class QEMUFileReader {
   private failure: unknown = undefined;
   private closed = false;
   private waiter: Waiter | null = null;
+  /** Wakes the source once there is room again: the pump's wait, or resuming a Readable. */
   private roomWaiter: (() => void) | null = null;
+  /** Detaches from a Readable source (close()). */
+  private detach: (() => void) | null = null;
   private readonly highWaterMark: number;
   /** Scratch for values that straddle two chunks. */
   private readonly scratch = Buffer.alloc(8);
@@ -59,14 +64,8 @@ export class QEMUFileReader {
 
   constructor(source?: AsyncIterable<Uint8Array> | null, options: ReaderOptions = {}) {
     this.highWaterMark = options.highWaterMark ?? DEFAULT_READER_HIGH_WATER_MARK;
-    if (source) {
-      // A socket stays usable for the return path after the reader is closed.
-      const iterator =
-        source instanceof Readable
-          ? (source.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array>)
-          : source[Symbol.asyncIterator]();
-      void this.pump(iterator);
-    }
+    if (source instanceof Readable) this.attach(source);
+    else if (source) void this.pump(source[Symbol.asyncIterator]());
   }
 
   /** Bytes consumed since the start of the stream. */
@@ -115,6 +114,8 @@ export class QEMUFileReader {
   /** Stops pulling from the source. The source itself (e.g. a socket) is left open. */
   close(): void {
     this.closed = true;
+    this.detach?.();
+    this.detach = null;
     this.wakePump();
     this.wake();
   }
@@ -403,6 +404,39 @@ export class QEMUFileReader {
       this.roomWaiter = null;
       r();
     }
+  }
+
+  /**
+   * Takes a Readable's chunks as they come and pauses it above the high-water mark. The
+   * stream is left open (and paused) by close(): a socket goes on carrying the return path.
+   */
+  private attach(stream: Readable): void {
+    const onData = (chunk: Buffer | string): void => {
+      if (typeof chunk === 'string') {
+        this.fail(new Error('the channel delivers text, not bytes'));
+        return;
+      }
+      if (this.push(chunk)) return;
+      stream.pause();
+      this.roomWaiter = () => stream.resume();
+    };
+    const onEnd = (): void => this.end();
+    const onError = (err: Error): void => this.fail(err);
+    const onClose = (): void => {
+      if (!this.ended) this.fail(new Error('the channel closed before the stream ended'));
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.on('error', onError);
+    stream.once('close', onClose);
+    this.detach = () => {
+      // The 'error' listener stays: an error after close() must not crash the process.
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+      stream.pause();
+      this.roomWaiter = null;
+    };
   }
 
   /** Pulls chunks from the source while below the high-water mark or a read needs more. */
