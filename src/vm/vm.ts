@@ -19,6 +19,7 @@ import {
   migrationIsRunning,
 } from '../migration/index.ts';
 import type { MigrationOptionsInit, VmMigration } from '../migration/index.ts';
+import { MigrationFaultPlan } from '../migration/faults/index.ts';
 import { UserObjects } from '../security/index.ts';
 import { attachVfioDevices } from '../vfio/index.ts';
 import type { VfioDeviceSet } from '../vfio/index.ts';
@@ -67,6 +68,7 @@ interface VmParts {
   viommu: VmViommu | null;
   events: VmEventHub;
   incomingMode: 'uri' | 'defer' | null;
+  faults: MigrationFaultPlan;
 }
 
 /** Where the VM's QMP-visible events fan out. */
@@ -97,6 +99,8 @@ export class Vm {
   /** The guest IOMMU (config `viommu`), if any. */
   readonly viommu: VmViommu | null;
   readonly vfio: VfioDeviceSet;
+  /** Channel and load faults armed on this VM's migrations (QMP x-inject-fault). */
+  readonly faults: MigrationFaultPlan;
   /** 'defer' until migrate-incoming; null when the VM was not started for an incoming one. */
   readonly incomingMode: 'uri' | 'defer' | null;
   readonly #events: VmEventHub;
@@ -118,6 +122,7 @@ export class Vm {
     this.viommu = parts.viommu;
     this.vfio = vfio;
     this.incomingMode = parts.incomingMode;
+    this.faults = parts.faults;
     this.#events = parts.events;
   }
 
@@ -147,6 +152,8 @@ export class Vm {
       vcpus: vcpus ?? undefined,
       initial: incoming ? RunState.INMIGRATE : RunState.PRELAUNCH,
     });
+    // The fault layer sits in the channel factories; with nothing armed it passes through.
+    const faults = new MigrationFaultPlan();
     const migration = createVmMigration({
       registry,
       memory,
@@ -157,7 +164,10 @@ export class Vm {
       options: opts.migration,
       autostart: !opts.paused,
       objects,
+      outgoing: { connect: faults.connect },
+      incoming: { listen: faults.listen, loadObserver: faults.loadObserver },
     });
+    faults.bind(migration);
     const tick = opts.deviceTickMs ?? 10;
     // Devices DMA through the container, and start once it maps what they may reach.
     const devices = config.devices.map((d) => createSimDevice(d.model, { id: d.id }));
@@ -181,6 +191,7 @@ export class Vm {
       viommu,
       events,
       incomingMode: incoming === undefined ? null : incoming === 'defer' ? 'defer' : 'uri',
+      faults,
     };
     try {
       const vfio = await attachVfioDevices({
