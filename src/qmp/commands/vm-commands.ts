@@ -13,6 +13,7 @@ import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
 import { registerObjectCommands } from './object-commands.ts';
 import { registerDeviceCommands } from './device-commands.ts';
+import { registerFaultCommands } from './fault-commands.ts';
 
 /** Runs `fn`, turning any Error into a GenericError reply carrying its message. */
 async function generic<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -103,6 +104,7 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
   qmp.register('query-migrate-parameters', { handler: () => options.queryParameters() });
 
   registerDeviceCommands(qmp, vm);
+  registerFaultCommands(qmp, vm);
   qmp.register('x-query-state-digest', { handler: () => vm.stateDigest() });
   qmp.register('x-query-vfio', {
     handler: async () => ({
