@@ -66,6 +66,34 @@ export class DirtyBitmap {
   }
 
   /**
+   * Clears the run of consecutive dirty pages that starts at `start` (at most `max` of them)
+   * and returns its length, 0 when `start` is clean: `testAndClear` for a run of pages sent
+   * together, a word at a time.
+   */
+  takeRun(start: number, max: number): number {
+    this.#check(start, 0);
+    const words = this.words;
+    let page = start;
+    let left = Math.min(max, this.pages - start);
+    while (left > 0) {
+      const i = page >>> 5;
+      const b = page & 31;
+      const w = words[i]!;
+      const rest = w >>> b;
+      // Set bits from bit b on: all of them when the word is full from there.
+      const ones = rest === -1 >>> b ? 32 - b : ctz32(~rest);
+      const n = Math.min(ones, left);
+      if (n === 0) break;
+      words[i] = w & ~bitRange(b, b + n);
+      this.#dirty -= n;
+      page += n;
+      left -= n;
+      if (b + n < 32) break;
+    }
+    return page - start;
+  }
+
+  /**
    * The first dirty page at or after `from`, or -1. Skips clean words 32 pages at a time, so a
    * full pass with `p = nextDirty(p + 1)` costs O(words + dirty pages) and allocates nothing.
    */
