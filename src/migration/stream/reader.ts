@@ -15,6 +15,8 @@
  * One consumer at a time: a QEMUFile has a single reader, and overlapping async reads are a
  * programming error.
  */
+import { ReadStream } from 'node:fs';
+import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { StreamError } from './errors.ts';
 import { badInput, sourceFailed, unexpectedEnd } from './errors.ts';
@@ -22,6 +24,12 @@ import { badInput, sourceFailed, unexpectedEnd } from './errors.ts';
 export interface ReaderOptions {
   /** Stop pulling from the source above this many buffered bytes (default 4 MiB). */
   highWaterMark?: number;
+  /**
+   * The chunks are the reader's alone, so bytes it has consumed may be overwritten in place
+   * (`headWritable`). True by default for a socket or a file stream, whose chunks are fresh
+   * buffers; false for pushed chunks and other sources, which may share theirs.
+   */
+  privateChunks?: boolean;
 }
 
 export const DEFAULT_READER_HIGH_WATER_MARK = 4 << 20;
@@ -57,6 +65,7 @@ export class QEMUFileReader {
   /** Detaches from a Readable source (close()). */
   private detach: (() => void) | null = null;
   private readonly highWaterMark: number;
+  private readonly privateChunks: boolean;
   /** Scratch for values that straddle two chunks. */
   private readonly scratch = Buffer.alloc(8);
   /** Where take() left the contiguous bytes. */
@@ -64,6 +73,8 @@ export class QEMUFileReader {
 
   constructor(source?: AsyncIterable<Uint8Array> | null, options: ReaderOptions = {}) {
     this.highWaterMark = options.highWaterMark ?? DEFAULT_READER_HIGH_WATER_MARK;
+    this.privateChunks =
+      options.privateChunks ?? (source instanceof Socket || source instanceof ReadStream);
     if (source instanceof Readable) this.attach(source);
     else if (source) void this.pump(source[Symbol.asyncIterator]());
   }
@@ -192,6 +203,35 @@ export class QEMUFileReader {
       i++;
     }
     return this.chunks[i]![p];
+  }
+
+  // ---- in place (hot loops) ---------------------------------------------------------------
+
+  /**
+   * The head chunk: its bytes from `headOffset` to its end are buffered and readable without
+   * a copy, for loops that parse many records in place (the RAM loader). Empty when nothing is
+   * buffered. Consume with `consumeHead`.
+   */
+  get headBuffer(): Buffer {
+    return this.buffered === 0 ? EMPTY : this.chunks[this.head]!;
+  }
+
+  get headOffset(): number {
+    return this.buffered === 0 ? 0 : this.pos;
+  }
+
+  /** True when the consumed bytes of `headBuffer` (before `headOffset`) may be overwritten. */
+  get headWritable(): boolean {
+    return this.privateChunks;
+  }
+
+  /** Consumes `n` bytes of the head chunk (at most what is left of it). */
+  consumeHead(n: number): void {
+    const left = this.headBuffer.length - this.headOffset;
+    if (!(Number.isSafeInteger(n) && n >= 0 && n <= left)) {
+      throw new RangeError(`consumeHead: ${n} bytes, the head chunk has ${left}`);
+    }
+    if (n > 0) this.advance(n);
   }
 
   // ---- asynchronous reads ---------------------------------------------------------------

@@ -132,6 +132,44 @@ export class QEMUFileWriter {
     this.written += length;
   }
 
+  /** Bytes the largest `reserve` may ask for: one staging buffer. */
+  get chunkBytes(): number {
+    return this.chunkSize;
+  }
+
+  /** Room left in the staging buffer before the next put starts a new one. */
+  get room(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /**
+   * Reserves `n` (≤ `chunkBytes`) contiguous bytes of the staging buffer — a new one is started
+   * when the current one has less room — and returns their offset in `stagingBuffer`. The
+   * caller lays out many records there at once and then calls `commit(n)`; nothing else may
+   * be put in between. This is how RAM pages go out in runs (ram/format.ts).
+   */
+  reserve(n: number): number {
+    if (!(Number.isSafeInteger(n) && n >= 0 && n <= this.chunkSize)) {
+      throw new RangeError(`reserve: ${n} bytes is not in [0, ${this.chunkSize}]`);
+    }
+    if (this.pos + n > this.buf.length) this.rotate();
+    return this.pos;
+  }
+
+  /** The staging buffer `reserve` returned an offset into. */
+  get stagingBuffer(): Buffer {
+    return this.buf;
+  }
+
+  /** The `n` reserved bytes were written. */
+  commit(n: number): void {
+    if (!(Number.isSafeInteger(n) && n >= 0 && this.pos + n <= this.buf.length)) {
+      throw new RangeError(`commit: ${n} bytes overrun the reserved room (${this.room})`);
+    }
+    this.pos += n;
+    this.written += n;
+  }
+
   /** Waits until fewer than `poolSize` chunks are in flight; rethrows a sink failure. */
   async ready(): Promise<void> {
     while (this.pending.size >= this.poolSize && this.failure === undefined) {
