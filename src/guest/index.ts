@@ -8,3 +8,4 @@ export * from './token-bucket.ts';
 export * from './vcpus.ts';
 export * from './populate.ts';
 export { spawnSiblingWorker } from './spawn-worker.ts';
+export * from './prefault.ts';
