@@ -18,7 +18,7 @@
  * decoder keeps the current record in its own fields and reuses the block name while it
  * does not change.
  */
-import { badInput, putIdstr, readIdstr } from '../stream/index.ts';
+import { badInput, idstrBytes, putIdstr, readIdstr } from '../stream/index.ts';
 import type { QEMUFileReader, QEMUFileWriter } from '../stream/index.ts';
 
 /** Obsolete since 2009; refused. */
@@ -43,6 +43,8 @@ export const RAM_SECTION_VERSION_ID = 4;
 export const DEFAULT_TARGET_PAGE_BITS = 12;
 /** Decoding bound on the MEM_SIZE block list. */
 export const RAM_BLOCKS_MAX = 4096;
+/** The u64 that starts every record. */
+export const RAM_PAGE_HEADER_BYTES = 8;
 
 const TWO_POW_32 = 0x100000000;
 
@@ -132,6 +134,54 @@ export class RamRecordEncoder {
     w.putBuffer(data);
   }
 
+  /**
+   * `count` consecutive normal pages from `offset` of `block`, the same records `putPage`
+   * writes, laid out in place in the writer's staging buffer: one native copy brings the pages
+   * from `src` (guest RAM) to an 8-byte aligned spot, then each is moved up to make room for
+   * its header (`copyWithin`, a plain memmove). So a run costs no allocation and a word-wise
+   * copy out of shared memory, whatever the alignment the headers give the pages in the
+   * stream. `copy(dst, dstOffset, count)` copies the run's pages from guest RAM.
+   */
+  putPageRun(
+    w: QEMUFileWriter,
+    block: string,
+    offset: number,
+    count: number,
+    copy: (dst: Buffer, dstOffset: number, pages: number) => void,
+  ): void {
+    const page = this.pageSize;
+    const record = RAM_PAGE_HEADER_BYTES + page;
+    let done = 0;
+    while (done < count) {
+      const cont = block === this.lastBlock;
+      const first = cont ? RAM_PAGE_HEADER_BYTES : this.namedHeaderBytes(block);
+      const fit = Math.floor((w.chunkBytes - first + RAM_PAGE_HEADER_BYTES) / record);
+      if (fit < 1) throw new RangeError(`putPageRun: a ${w.chunkBytes}-byte chunk holds no page`);
+      const n = Math.min(count - done, fit);
+      const bytes = first - RAM_PAGE_HEADER_BYTES + n * record;
+      const at = w.reserve(bytes);
+      const buf = w.stagingBuffer;
+      // Land the pages 8-byte aligned at or before their first final place (the headers then
+      // push each one up, never down, so moving from the last one back overwrites nothing).
+      const landing = at + first - ((buf.byteOffset + at + first) & 7);
+      copy(buf, landing, n);
+      for (let k = n - 1; k >= 0; k--) {
+        const to = at + first + k * record;
+        const from = landing + k * page;
+        if (to !== from) buf.copyWithin(to, from, from + page);
+      }
+      const pageOffset = offset + done * page;
+      this.writePageHeader(buf, at, block, pageOffset, RAM_SAVE_FLAG_PAGE, cont);
+      for (let k = 1; k < n; k++) {
+        const h = at + first + k * record - RAM_PAGE_HEADER_BYTES;
+        writeHeader(buf, h, pageOffset + k * page + (RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE));
+      }
+      this.lastBlock = block;
+      w.commit(bytes);
+      done += n;
+    }
+  }
+
   putEos(w: QEMUFileWriter): void {
     this.putHeader(w, 0, RAM_SAVE_FLAG_EOS);
   }
@@ -140,28 +190,64 @@ export class RamRecordEncoder {
     this.putHeader(w, 0, RAM_SAVE_FLAG_MULTIFD_FLUSH);
   }
 
+  /** The header of a record that names its block: u64, length byte, the name. */
+  private namedHeaderBytes(block: string): number {
+    return RAM_PAGE_HEADER_BYTES + 1 + this.nameOf(block).length;
+  }
+
+  private nameOf(block: string): Buffer {
+    let name = this.names.get(block);
+    if (name === undefined) {
+      name = idstrBytes(block, 'RAM block idstr');
+      this.names.set(block, name);
+    }
+    return name;
+  }
+
+  /** A page record's header at `buf[at..]`, with the block name unless `cont`. */
+  private writePageHeader(
+    buf: Buffer,
+    at: number,
+    block: string,
+    offset: number,
+    flag: number,
+    cont: boolean,
+  ): void {
+    this.checkAddr(offset);
+    writeHeader(buf, at, offset + (cont ? flag | RAM_SAVE_FLAG_CONTINUE : flag));
+    if (cont) return;
+    const name = this.nameOf(block);
+    buf[at + RAM_PAGE_HEADER_BYTES] = name.length;
+    name.copy(buf, at + RAM_PAGE_HEADER_BYTES + 1);
+  }
+
   /** Header, then the block name unless it is the same block as the last page (CONTINUE). */
   private putPageHeader(w: QEMUFileWriter, block: string, offset: number, flag: number): void {
     const cont = block === this.lastBlock;
     this.putHeader(w, offset, cont ? flag | RAM_SAVE_FLAG_CONTINUE : flag);
     if (cont) return;
-    const name = this.names.get(block);
-    if (name === undefined) {
-      putIdstr(w, block, 'RAM block idstr');
-      this.names.set(block, Buffer.from(block, 'latin1'));
-    } else {
-      w.putU8(name.length);
-      w.putBuffer(name);
-    }
+    const name = this.nameOf(block);
+    w.putU8(name.length);
+    w.putBuffer(name);
     this.lastBlock = block;
   }
 
   private putHeader(w: QEMUFileWriter, addr: number, flags: number): void {
+    this.checkAddr(addr);
+    w.putBe64(addr + flags);
+  }
+
+  private checkAddr(addr: number): void {
     if (!Number.isSafeInteger(addr) || addr < 0 || addr % this.pageSize !== 0) {
       throw new RangeError(`ram record: ${addr} is not a page-aligned u64`);
     }
-    w.putBe64(addr + flags);
   }
+}
+
+/** A u64 record header (a page offset with flags) at `buf[at..]`, big-endian. */
+function writeHeader(buf: Buffer, at: number, value: number): void {
+  buf.writeUInt32BE(Math.floor(value / TWO_POW_32), at);
+  buf.writeUInt32BE(value >>> 0, at + 4);
 }
 
 /**

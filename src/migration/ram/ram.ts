@@ -62,6 +62,10 @@ export class RamHandler implements SaveVMHandlers {
   loadState(f: QEMUFileReader, versionId: number): Promise<void> {
     return this.load.load(f, versionId);
   }
+
+  loadCleanup(): Promise<void> {
+    return this.load.cleanup();
+  }
 }
 
 /** `ram_mig_init`: before every other entry that saves state. */

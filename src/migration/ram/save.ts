@@ -6,11 +6,15 @@
  *
  * The scan resumes where the last pass stopped (QEMU's last_seen_block), so a rate-limited
  * pass does not favour low addresses. A pass stops when the window's budget is spent, when no
- * page is dirty, or after ~50 ms (the clock is read every 64 pages). This code allocates nothing
- * per page: a page goes from its cached segment view through one aligned scratch page into the
- * writer's buffer. (Node 20's Buffer#copy itself makes a short-lived view when it copies part
- * of a buffer, ~100 bytes per page measured by bench/ram-alloc.ts; a JavaScript copy loop
- * that avoids it is 2-3 times slower than the native copy, so the view stays.)
+ * page is dirty, or after ~50 ms (the clock is read every 64 pages).
+ *
+ * Pages go in runs: the consecutive dirty pages of one bitmap word (up to 32, within one
+ * segment) are cleared together, tested for zero with one compare, and the normal ones among
+ * them are laid out by `putPageRun` with one native copy out of guest RAM. The records are
+ * exactly those of one page at a time; nothing is allocated per page (Node's Buffer#copy makes
+ * a view object per call, so one call per page would), and the copy out of shared memory goes
+ * word by word whatever the stream alignment. Under a bandwidth limit a run is kept to an
+ * eighth of a window's budget, so the limit holds as closely as page by page.
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
@@ -26,6 +30,8 @@ import { RamRecordEncoder } from './format.ts';
 export const RAM_SAVE_MAX_WAIT_MS = 50;
 /** The clock is read once per this many pages. */
 const CLOCK_CHECK_PAGES = 64;
+/** Most pages sent as one run: one word of the dirty bitmap. */
+const MAX_RUN_PAGES = 32;
 /** The dirty-pages-rate is measured over periods of at least this long (ms). */
 const DIRTY_RATE_PERIOD_MS = 1000;
 
@@ -44,8 +50,13 @@ export class RamSaveState {
   readonly #env: RamSaveEnvironment;
   readonly #enc = new RamRecordEncoder();
   readonly #pageSize = this.#enc.pageSize;
-  /** Not from Buffer's pool: its own, aligned, memory. */
-  readonly #scratch = Buffer.alloc(this.#pageSize);
+  /** The run being sent: `putPageRun` copies its pages through this (no closure per run). */
+  #runBlock: RamBlock | null = null;
+  #runPage = 0;
+  readonly #copyRun = (dst: Buffer, dstOffset: number, pages: number): void => {
+    this.#runBlock!.copyPagesTo(this.#runPage, pages, dst, dstOffset);
+    this.#runPage += pages;
+  };
   /** The scan cursor: a block index and the page to look at next. */
   #blockIndex = 0;
   #page = 0;
@@ -86,17 +97,23 @@ export class RamSaveState {
     const clock = this.#env.clock;
     const t0 = clock.now();
     const detectZero = this.#detectZero();
+    const maxRun = this.#maxRun();
     this.#enc.resetBlock();
     let done = false;
-    for (let i = 1; ; i++) {
+    let pages = 0;
+    let clockAt = CLOCK_CHECK_PAGES;
+    for (;;) {
       if (rateLimit.exceeded()) break;
       if (!this.#findDirtyPage()) {
         done = true;
         break;
       }
-      this.#sendPage(f, detectZero);
+      pages += this.#sendRun(f, detectZero, maxRun);
       if (f.needsDrain) await f.ready();
-      if (i % CLOCK_CHECK_PAGES === 0 && clock.now() - t0 > RAM_SAVE_MAX_WAIT_MS) break;
+      if (pages >= clockAt) {
+        clockAt = pages + CLOCK_CHECK_PAGES;
+        if (clock.now() - t0 > RAM_SAVE_MAX_WAIT_MS) break;
+      }
     }
     this.#enc.putEos(f);
     this.#account(f.bytesWritten - before);
@@ -110,7 +127,7 @@ export class RamSaveState {
     const detectZero = this.#detectZero();
     this.#enc.resetBlock();
     while (this.#findDirtyPage()) {
-      this.#sendPage(f, detectZero);
+      this.#sendRun(f, detectZero, MAX_RUN_PAGES);
       if (f.needsDrain) await f.ready();
     }
     this.#enc.putEos(f);
@@ -181,23 +198,53 @@ export class RamSaveState {
     return false;
   }
 
-  /** Sends the page at the cursor and clears its dirty bit (`ram_save_target_page`). */
-  #sendPage(f: QEMUFileWriter, detectZero: boolean): void {
+  /**
+   * Sends the run of dirty pages at the cursor (`ram_save_target_page` for each) and clears
+   * their dirty bits; returns how many pages it sent.
+   */
+  #sendRun(f: QEMUFileWriter, detectZero: boolean, maxRun: number): number {
     const block: RamBlock = this.#memory.blocks[this.#blockIndex]!;
-    const page = this.#page++;
+    const start = this.#page;
     // Clear first, then read: a vCPU write racing with the copy sets the bit again.
-    block.bitmap.testAndClear(page);
-    const offset = page * this.#pageSize;
-    if (detectZero && block.isZeroPage(page)) {
-      this.#enc.putZeroPage(f, block.idstr, offset);
-      this.#env.stats.zeroPages++;
-    } else {
-      // Through an aligned page, as the loader does (ram/load.ts): a copy out of shared memory
-      // into a position the page header shifted by 4 would go byte by byte.
-      block.copyPageTo(page, this.#scratch);
-      this.#enc.putPage(f, block.idstr, offset, this.#scratch);
-      this.#env.stats.normalPages++;
+    const n = block.bitmap.takeRun(start, Math.min(maxRun, block.pagesToSegmentEnd(start)));
+    this.#page = start + n;
+    const stats = this.#env.stats;
+    if (detectZero && block.isZeroRange(start, n)) {
+      for (let p = start; p < start + n; p++)
+        this.#enc.putZeroPage(f, block.idstr, p * this.#pageSize);
+      stats.zeroPages += n;
+      return n;
     }
+    let p = start;
+    let nextIsZero = false;
+    while (p < start + n) {
+      if (nextIsZero || (detectZero && block.isZeroPage(p))) {
+        this.#enc.putZeroPage(f, block.idstr, p * this.#pageSize);
+        stats.zeroPages++;
+        nextIsZero = false;
+        p++;
+        continue;
+      }
+      let q = p + 1;
+      while (q < start + n && !(nextIsZero = detectZero && block.isZeroPage(q))) q++;
+      this.#runBlock = block;
+      this.#runPage = p;
+      this.#enc.putPageRun(f, block.idstr, p * this.#pageSize, q - p, this.#copyRun);
+      stats.normalPages += q - p;
+      p = q;
+    }
+    return n;
+  }
+
+  /**
+   * The longest run: a bitmap word, or under a bandwidth limit an eighth of a 100 ms window's
+   * budget (at least one page), so a run never overshoots the budget by much more than a page.
+   */
+  #maxRun(): number {
+    const bandwidth = this.#env.options.parameters['max-bandwidth'];
+    if (bandwidth <= 0) return MAX_RUN_PAGES;
+    const pages = Math.floor(bandwidth / 10 / 8 / this.#pageSize);
+    return Math.max(1, Math.min(MAX_RUN_PAGES, pages));
   }
 
   /** zero-page-detection "legacy" (and "multifd" without multifd) test pages; "none" does not. */
