@@ -70,7 +70,8 @@ async function heapGrowth(run: () => Promise<void>): Promise<number | null> {
 /** Save: the whole guest in one END section (saveComplete), into a sink that keeps nothing. */
 async function saveGrowth(mib: number): Promise<number | null> {
   const ram = new RamHandler(guest(mib), env);
-  const w = new QEMUFileWriter(sink(null), { poolSize: 1 << 20 });
+  // The default pool: staging buffers are reused as the sink releases them, as on a socket.
+  const w = new QEMUFileWriter(sink(null));
   await ram.saveSetup(w);
   const grown = await heapGrowth(() => ram.saveComplete(w));
   await ram.saveCleanup();
@@ -88,7 +89,11 @@ async function loadGrowth(mib: number): Promise<number | null> {
   await src.saveCleanup();
   const dst = new RamHandler(GuestMemory.flat([{ idstr: 'ram', size: mib * MiB }]), env);
   await dst.loadSetup();
-  const r = new QEMUFileReader(null, { highWaterMark: Number.MAX_SAFE_INTEGER });
+  // Chunks of its own, as a socket's: pages may land in runs, rearranged in place.
+  const r = new QEMUFileReader(null, {
+    highWaterMark: Number.MAX_SAFE_INTEGER,
+    privateChunks: true,
+  });
   for (const c of chunks)
     for (let at = 0; at < c.length; at += 64 << 10) r.push(c.subarray(at, at + (64 << 10)));
   r.end();
