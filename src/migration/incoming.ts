@@ -30,6 +30,8 @@ import { LoadVMState } from './savevm/load.ts';
 import type { LoadObserver } from './savevm/load.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
 import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
+import { watchChannelEnd } from './transport/peer-close.ts';
+import type { ChannelEnd } from './transport/peer-close.ts';
 import { MigrationStatus, migrationIsFinished } from './status.ts';
 import { putRpShut } from './stream/index.ts';
 import {
@@ -83,23 +85,14 @@ export interface IncomingStartOptions {
   exitOnError?: boolean;
 }
 
+const CHANNEL_END: Readonly<Record<ChannelEnd, string>> = {
+  end: 'closed by the source',
+  reset: 'reset by the source',
+  lost: 'lost',
+};
+
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-/** Notes when the source closes or breaks the channel, from now on. */
-function watchPeer(conn: MigrationConnection): () => Error | null {
-  let gone: Error | null = null;
-  const r = conn.readable;
-  const why = (how: string) => () => {
-    gone ??= new Error(
-      `the source ${how} the channel before the destination confirmed the migration (SHUT)`,
-    );
-  };
-  r?.once('end', why('closed'));
-  r?.once('close', why('closed'));
-  r?.once('error', why('broke'));
-  return () => gone;
 }
 
 function socketAddressOf(uri: MigrationUri): SocketAddressInfo[] | undefined {
@@ -237,7 +230,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
         : null,
       observer: this.#deps.loadObserver,
     });
-    const peerGone = watchPeer(conn);
+    const channelEnd = watchChannelEnd(conn);
     let loading = true;
     const watchdog = stallWatchdog(options.parameters['x-stall-timeout'], (err) =>
       conn.destroy(err),
@@ -254,7 +247,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
       this.#warnings.push(...load.warnings);
       const received = this.#deps.globalState?.received() ?? null;
       if (received === null || runStateIsLive(received)) {
-        if (this.#deps.autostart ?? true) await this.#startGuest(load, peerGone);
+        if (this.#deps.autostart ?? true) await this.#startGuest(load, channelEnd);
         else runControl.runstateSet(RunState.PAUSED);
       } else {
         runControl.runstateSet(received);
@@ -277,7 +270,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
    * SHUT). If anything refuses, the vCPUs never ran: the VM is stopped again and the source
    * keeps the guest.
    */
-  async #startGuest(load: LoadVMState, peerGone: () => Error | null): Promise<void> {
+  async #startGuest(load: LoadVMState, channelEnd: () => ChannelEnd | null): Promise<void> {
     const rc = this.#deps.runControl;
     const rp = load.returnPath;
     let refusal: Error;
@@ -286,8 +279,13 @@ export class MigrationIncomingState implements MigrationInfoSource {
         strict: true,
         beforeResume: async () => {
           if (rp === null) return;
-          const gone = peerGone();
-          if (gone !== null) throw gone;
+          const end = channelEnd();
+          if (end !== null) {
+            throw new Error(
+              `the channel was ${CHANNEL_END[end]} before the destination confirmed the ` +
+                'migration (SHUT)',
+            );
+          }
           putRpShut(rp, false);
           await rp.flush();
           this.#shutSent = true;

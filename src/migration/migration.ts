@@ -18,9 +18,12 @@
  *         then the 'precopy-failed' notifiers. Nothing of the guest is lost.
  *
  * With `x-stall-timeout` (stall-watchdog.ts), writes that do not drain for that long fail the
- * migration, and a SHUT not received within twice that after the whole stream went out leaves
- * the migration failed *in doubt*: the destination has everything and may be running the
- * guest, so the guest here stays paused rather than run twice (QEMU waits for SHUT forever).
+ * migration, and the SHUT must come within twice that once the whole stream went out.
+ *
+ * A migration that fails after the whole stream went out, with no SHUT and no sign that the
+ * destination gave up (it closing or resetting the channel), ends *in doubt*: the destination
+ * has everything and may be running the guest, so the guest here stays paused rather than run
+ * twice. QEMU restarts it (and waits for a SHUT that does not come forever).
  */
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import { TARGET_PAGE_SIZE } from '../memory/page.ts';
@@ -47,6 +50,8 @@ import { SaveVMState, hookError, saveStateCleanup } from './savevm/save.ts';
 import { SourceReturnPath } from './source-return-path.ts';
 import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
 import type { StallWatchdog } from './stall-watchdog.ts';
+import { endedByPeer, watchChannelEnd } from './transport/peer-close.ts';
+import type { ChannelEnd } from './transport/peer-close.ts';
 import {
   MigrationStatus,
   migrationHasFailed,
@@ -118,8 +123,8 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   #watchdog: StallWatchdog | null = null;
   /** The whole stream (EOF, vmdesc) was handed to the channel. */
   #eofSent = false;
-  /** SHUT never came after the whole stream went out: the destination may run the guest. */
-  #inDoubt = false;
+  /** How the channel ended, as far as it did. */
+  #channelEnd: () => ChannelEnd | null = () => null;
   #finished: Promise<MigrationStatus> = Promise.resolve(S.NONE);
 
   // Times in ms on `clock`, and the rates of the last window (§2.2, §5.1).
@@ -290,7 +295,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#rp = null;
     this.#continueWaiter = null;
     this.#eofSent = false;
-    this.#inDoubt = false;
+    this.#channelEnd = () => null;
     this.#setupTime = 0;
     this.#totalTime = 0;
     this.#downtime = 0;
@@ -335,6 +340,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#conn = conn;
     if (tls !== null) this.#conn = conn = await tls(conn, this.#abort.signal);
     if (this.#status !== S.SETUP) return;
+    this.#channelEnd = watchChannelEnd(conn);
     this.#file = conn.openWriter();
     const stall = this.options.parameters['x-stall-timeout'];
     this.#watchdog = stallWatchdog(stall, (err) => this.#channelFailed(err));
@@ -518,7 +524,6 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     const stop = new AbortController();
     const timedOut = this.clock.sleep(ms, stop.signal).then(() => {
       if (stop.signal.aborted) return;
-      this.#inDoubt = true;
       throw new Error(
         `the destination did not end the migration (SHUT) within ${ms} ms of the whole ` +
           'stream: it may be running the guest, which stays paused here (cont resumes it)',
@@ -553,8 +558,12 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     }
     const old = this.#vmOldState;
     if (old === null) return;
-    if (this.#inDoubt && rc.runState === RunState.FINISH_MIGRATE) {
+    if (this.#inDoubt() && rc.runState === RunState.FINISH_MIGRATE) {
       rc.runstateSet(RunState.PAUSED);
+      this.#warnings.push(
+        'the whole stream went out and no SHUT came back: the destination may be running the ' +
+          'guest, so it stays paused here (cont resumes it)',
+      );
       return;
     }
     if (runStateIsLive(old)) {
@@ -566,6 +575,13 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     } else if (rc.runState === RunState.FINISH_MIGRATE) {
       rc.runstateSet(old);
     }
+  }
+
+  /** Failed after the whole stream went out, with neither a SHUT nor the destination giving up. */
+  #inDoubt(): boolean {
+    const rp = this.#rp;
+    if (this.#status === S.COMPLETED || !this.#eofSent || rp === null) return false;
+    return rp.shut === null && !endedByPeer(this.#channelEnd());
   }
 
   /** `migrate_fd_cleanup`: save_cleanup, channel closed, cancelled, notifiers. */

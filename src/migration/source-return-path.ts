@@ -21,6 +21,7 @@ export class SourceReturnPath {
   readonly #reader: QEMUFileReader;
   #switchoverAcked = false;
   #pongs: number[] = [];
+  #shut: number | null = null;
   /** Settles once: resolves on SHUT 0, rejects on a SHUT error, a bad message or a closed channel. */
   readonly done: Promise<void>;
 
@@ -34,6 +35,11 @@ export class SourceReturnPath {
   /** `switchover_acked`. */
   get switchoverAcked(): boolean {
     return this.#switchoverAcked;
+  }
+
+  /** The value of the SHUT received (0: the destination is done), or null before one. */
+  get shut(): number | null {
+    return this.#shut;
   }
 
   /** PONG values received, in order. */
@@ -58,6 +64,7 @@ export class SourceReturnPath {
       switch (m.type) {
         case MIG_RP_MSG_SHUT: {
           const error = messageU32(m);
+          this.#shut = error;
           if (error !== 0) throw new Error(`Sibling indicated error ${error}`);
           return;
         }

@@ -7,9 +7,9 @@
  *
  * The migration code above sees an ordinary channel: the proxy is only put in front of a
  * connection when a fault is armed for it (faults/plan.ts), so the production path is the
- * plain socket. Locally, a cut or reset fails every pending and later write with an error
- * naming the fault, and the reader gets what arrived before it, then an end; a stall fails
- * nothing (the stall timeout is what notices).
+ * plain socket. Locally, a cut or reset is an abort (ECONNABORTED): pending and later reads
+ * and writes fail with an error naming the fault, and bytes not yet read are gone, as when a
+ * kernel aborts a connection. A stall fails nothing (the stall timeout is what notices).
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -310,19 +310,13 @@ export class FaultChannel extends Duplex {
       `${this.name}: ${why} by fault injection ` +
         `(after ${this.#bytesOut} bytes out, ${this.#bytesIn} bytes in)`,
     );
+    // As the kernel reports a connection aborted on this side.
+    (err as NodeJS.ErrnoException).code = 'ECONNABORTED';
     this.#dead = err;
     const inner = this.#inner;
     if (reset && isSocket(inner)) inner.resetAndDestroy();
     else inner.destroy();
-    this.#stopPolling();
-    for (const h of this.#heldOut.splice(0)) h.cb(err);
-    // What arrived before the fault is still read, then the end: a cut at byte N shows the
-    // reader exactly N bytes. Writes fail from now on (and a failed write ends the channel).
-    this.#heldIn = [];
-    if (!this.#ended) {
-      this.#ended = true;
-      this.push(null);
-    }
+    this.destroy(err);
   }
 }
 
