@@ -31,10 +31,12 @@ export class RamPrefaulter {
   readonly #memory: GuestMemory;
   readonly #windowPages: number;
   readonly #enabled: boolean;
-  readonly #shared = new SharedArrayBuffer(PREFAULT_CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
-  readonly #control = new Int32Array(this.#shared);
+  /** The running thread's control block (each thread has its own), or null. */
+  #control: Int32Array | null = null;
   #worker: Worker | null = null;
-  #exited: Promise<void> | null = null;
+  #exited: Promise<void> = Promise.resolve();
+  /** Pages touched by threads already stopped. */
+  #touchedBefore = 0;
 
   constructor(memory: GuestMemory, opts: PrefaultOptions = {}) {
     this.#memory = memory;
@@ -44,14 +46,15 @@ export class RamPrefaulter {
     this.#enabled = memory.ramSize >= (opts.minRamBytes ?? DEFAULT_PREFAULT_MIN_RAM);
   }
 
-  /** Pages the thread touched so far. */
+  /** Pages touched so far, by every thread this prefaulter started. */
   get touched(): number {
-    return Atomics.load(this.#control, W.TOUCHED);
+    const c = this.#control;
+    return this.#touchedBefore + (c === null ? 0 : Atomics.load(c, W.TOUCHED));
   }
 
-  /** True once the thread was started. */
+  /** True while a thread runs. */
   get started(): boolean {
-    return this.#worker !== null;
+    return this.#control !== null;
   }
 
   /**
@@ -60,11 +63,11 @@ export class RamPrefaulter {
    */
   ahead(block: number, page: number, runAhead: boolean): void {
     if (!this.#enabled) return;
-    if (this.#worker === null) {
+    let c = this.#control;
+    if (c === null) {
       if (!runAhead) return;
-      this.#start();
+      c = this.#start();
     }
-    const c = this.#control;
     c[W.BLOCK] = block;
     c[W.FROM] = page;
     c[W.TO] = runAhead ? page + this.#windowPages : page;
@@ -72,28 +75,36 @@ export class RamPrefaulter {
     Atomics.notify(c, W.SEQ);
   }
 
-  /** Ends the thread (idempotent); resolves once it has exited. */
-  async stop(): Promise<void> {
-    const worker = this.#worker;
-    if (worker === null) return;
-    this.#worker = null;
-    // Waiting for its exit must keep the event loop alive (the thread itself does not).
-    worker.ref();
-    Atomics.store(this.#control, W.QUIT, 1);
-    Atomics.add(this.#control, W.SEQ, 1);
-    Atomics.notify(this.#control, W.SEQ);
-    await this.#exited;
-    // A later load may start a thread again.
-    Atomics.store(this.#control, W.QUIT, 0);
+  /**
+   * Tells the thread to end and returns at once: the load's end (and the downtime it is part
+   * of) does not wait for a thread to be torn down. `exited()` resolves once it is gone.
+   */
+  stop(): void {
+    const c = this.#control;
+    if (c === null) return;
+    this.#control = null;
+    Atomics.store(c, W.QUIT, 1);
+    Atomics.add(c, W.SEQ, 1);
+    Atomics.notify(c, W.SEQ);
+    this.#touchedBefore += Atomics.load(c, W.TOUCHED);
   }
 
-  #start(): void {
-    const data: PrefaultThreadData = { blocks: this.#memory.shared(), control: this.#shared };
+  /** Resolves once the last thread started has exited (keeping the process alive till then). */
+  exited(): Promise<void> {
+    this.#worker?.ref();
+    return this.#exited;
+  }
+
+  #start(): Int32Array {
+    const shared = new SharedArrayBuffer(PREFAULT_CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
+    const data: PrefaultThreadData = { blocks: this.#memory.shared(), control: shared };
     const worker = spawnSiblingWorker(import.meta.url, './prefault-thread', { ...data });
     // Never keeps the process alive, and a failure only loses the speed-up.
     worker.unref();
     worker.on('error', (err) => process.emitWarning(`RAM prefault thread failed: ${err.message}`));
     this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     this.#worker = worker;
+    this.#control = new Int32Array(shared);
+    return this.#control;
   }
 }

@@ -36,13 +36,15 @@ test('the prefault thread touches a window ahead of the loader and changes no by
   pf.ahead(1, 1500, false);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(pf.touched, 512);
-  await pf.stop();
+  pf.stop();
   assert.equal(pf.started, false);
+  await pf.exited();
   assert.equal(memory.digest().sha256, before);
   // A later load starts it again.
   pf.ahead(1, 1600, true);
   await until('a window after the restart', () => pf.touched >= 512 + 256);
-  await pf.stop();
+  pf.stop();
+  await pf.exited();
   assert.equal(memory.digest().sha256, before);
 });
 

@@ -18,7 +18,7 @@
  * page fault per zero page. Elsewhere the page is read and zeroed when it is not zero.
  *
  * A prefault thread (guest/prefault.ts) takes the first-touch page faults ahead of the loader
- * while the stream is dense with pages.
+ * while the stream is dense with pages a pristine block receives for the first time.
  */
 import { RamPrefaulter } from '../../guest/prefault.ts';
 import { DirtyBitmap } from '../../memory/dirty-bitmap.ts';
@@ -56,8 +56,9 @@ export class RamLoadState {
   #lastBlock: RamBlock | null = null;
   #lastBlockIndex = 0;
   /**
-   * Per block: the pages this load wrote, for blocks that were pristine when it began (QEMU's
-   * `receivedmap`); null where nothing is known of the block's content.
+   * Per block: the pages this load wrote something other than zeros to, for blocks that were
+   * pristine when it began (akin to QEMU's `receivedmap`); null where nothing is known of the
+   * block's content.
    */
   #received: (DirtyBitmap | null)[] = [];
   #lastReceived: DirtyBitmap | null = null;
@@ -81,9 +82,9 @@ export class RamLoadState {
     this.#pages = 0;
   }
 
-  /** The load is over: the prefault thread ends. */
-  cleanup(): Promise<void> {
-    return this.#prefault.stop();
+  /** The load is over: the prefault thread ends (without waiting for it). */
+  cleanup(): void {
+    this.#prefault.stop();
   }
 
   /** One section's records, up to EOS. */
@@ -112,21 +113,24 @@ export class RamLoadState {
             scratch.copy(block.segmentBytes(page), block.offsetInSegment(page), 0, pageSize);
             n = 1;
           }
-          this.#lastReceived?.setDirty(page, n);
-          this.#progress(page + n, n, n);
+          // Only pages written for the first time fault: those are what the prefaulter is for.
+          const fresh = this.#lastReceived?.setDirty(page, n) ?? 0;
+          this.#progress(page + n, n, fresh);
           break;
         }
         case RAM_SAVE_FLAG_ZERO: {
           const block = this.#blockOf(dec.block, dec.offset);
           const page = dec.offset / pageSize;
           const received = this.#lastReceived;
-          if (received !== null && !received.isDirty(page)) {
-            // Never written by this load, in a block that was all zeros: still zeros.
-            received.setDirty(page);
-            if (dec.fill !== 0) this.#fillPage(block, page, dec.fill);
-          } else if (dec.fill !== 0 || !block.isZeroPage(page)) {
+          if (dec.fill !== 0) {
             this.#fillPage(block, page, dec.fill);
+            received?.setDirty(page);
+          } else if (received === null || received.isDirty(page)) {
+            if (!block.isZeroPage(page)) this.#fillPage(block, page, 0);
           }
+          // Else the page was never written by this load, in a block that was all zeros: it
+          // still is, and stays untouched (not even read: reading maps it).
+
           this.#progress(page + 1, 1, 0);
           break;
         }
@@ -180,8 +184,10 @@ export class RamLoadState {
   }
 
   /**
-   * Counts `records` records (`pages` of them pages) and tells the prefaulter, every
-   * PREFAULT_STEP records, where the loader is and whether the stream is dense with pages.
+   * Counts `records` records, `pages` of them pages written for the first time in a block
+   * that was pristine, and tells the prefaulter every PREFAULT_STEP records where the loader
+   * is and whether the stream is dense with such pages. Later passes (pages already written)
+   * and blocks that held something before the load have their pages already: no running ahead.
    */
   #progress(next: number, records: number, pages: number): void {
     this.#records += records;

@@ -64,7 +64,8 @@ export class RamHandler implements SaveVMHandlers {
   }
 
   loadCleanup(): Promise<void> {
-    return this.load.cleanup();
+    this.load.cleanup();
+    return Promise.resolve();
   }
 }
 

@@ -163,7 +163,7 @@ test('pages land the same in place (runs) as one by one, pristine or not, under 
         for (const c of chunksOf(bytes, sizes, shifts)) r.push(c);
         r.end();
         await load.load(r, 4);
-        await load.cleanup();
+        load.cleanup();
         assert.equal(r.available(), 0);
         dst.blocks.forEach((b, i) => {
           assert.ok(Buffer.from(b.read(0, b.usedLength)).equals(want[i]!), `block ${b.idstr}`);
