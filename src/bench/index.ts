@@ -1,4 +1,5 @@
 /** The library behind `vfio-migrate bench`. */
+export * from './downtime.ts';
 export * from './image.ts';
 export * from './pair.ts';
 export * from './proc.ts';

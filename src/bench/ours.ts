@@ -7,11 +7,13 @@ export interface OurPairOptions {
   readonly name: string;
   /** QEMU's -S on the source: the guest is paused when the migration starts. */
   readonly sourcePaused: boolean;
+  /** -S on the destination: the guest stays paused after the load (default: it runs). */
+  readonly destinationPaused?: boolean;
 }
 
 /**
- * Starts the destination (listening on a free loopback port, paused after the load) and then
- * the source, both from `config` (the destination ignores `populate` and `loader`).
+ * Starts the destination (listening on a free loopback port) and then the source, both from
+ * `config` (the destination ignores `populate` and `loader`).
  */
 export async function startOurPair(
   dir: string,
@@ -23,7 +25,7 @@ export async function startOurPair(
     dir,
     config,
     incoming: 'tcp:127.0.0.1:0',
-    paused: true,
+    paused: opts.destinationPaused ?? false,
   });
   let source: VmProcess;
   try {

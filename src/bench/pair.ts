@@ -31,19 +31,30 @@ interface MigrationEventData {
   status?: string;
 }
 
-/**
- * Runs one migration of `pair` and times it. `parameters` are set on the source first (e.g.
- * downtime-limit); max-bandwidth is always 0 (unlimited).
- */
+export interface MigrationSettings {
+  /** Set on the source (e.g. downtime-limit); max-bandwidth is always 0 (unlimited). */
+  readonly parameters?: Record<string, unknown>;
+  /** Capabilities turned on on both sides (events always is, on the destination). */
+  readonly capabilities?: readonly string[];
+}
+
+/** Runs one migration of `pair` and times it. */
 export async function timeMigration(
   pair: MigrationPair,
   timeoutMs: number,
-  parameters: Record<string, unknown> = {},
+  settings: MigrationSettings = {},
 ): Promise<TimedMigration> {
   const { source, destination } = pair;
-  const events = [{ capability: 'events', state: true }];
-  await destination.qmp.execute('migrate-set-capabilities', { capabilities: events });
-  await source.qmp.execute('migrate-set-parameters', { ...parameters, 'max-bandwidth': 0 });
+  const on = (names: readonly string[]) => ({
+    capabilities: names.map((capability) => ({ capability, state: true })),
+  });
+  const both = settings.capabilities ?? [];
+  if (both.length > 0) await source.qmp.execute('migrate-set-capabilities', on(both));
+  await destination.qmp.execute('migrate-set-capabilities', on([...both, 'events']));
+  await source.qmp.execute('migrate-set-parameters', {
+    ...settings.parameters,
+    'max-bandwidth': 0,
+  });
   const ended = destination.qmp.waitEvent(
     'MIGRATION',
     (e) => {

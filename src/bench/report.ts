@@ -1,4 +1,5 @@
 /** The benchmarks' results as text for a terminal (`--json` prints the objects instead). */
+import type { DowntimeResult } from './downtime.ts';
 import type { RamBenchResult } from './ram.ts';
 import type { Summary } from './stats.ts';
 
@@ -6,7 +7,8 @@ const MiB = 1 << 20;
 
 export function formatBytes(n: number | null): string {
   if (n === null) return 'unknown';
-  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` : `${(n / MiB).toFixed(0)} MiB`;
+  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(2)} GiB`;
+  return n >= 10 * MiB ? `${(n / MiB).toFixed(0)} MiB` : `${(n / MiB).toFixed(2)} MiB`;
 }
 
 function row(name: string, s: Summary, bytes: number, extra = ''): string {
@@ -35,5 +37,23 @@ export function formatRamReport(r: RamBenchResult): string {
         ? ''
         : `; QEMU destination ${formatBytes(r.qemuDestPeakRssBytes)}`),
   ];
+  return lines.join('\n') + '\n';
+}
+
+export function formatDowntimeReport(results: readonly DowntimeResult[]): string {
+  const lines = [
+    'Downtime of converging live migrations (medians); ideal = stop bytes / bandwidth',
+  ];
+  for (const r of results) {
+    const verdict =
+      (r.withinLimit ? 'within the limit' : 'OVER THE LIMIT') +
+      (r.nearIdeal ? ', <= 1.5 x ideal + 30 ms' : ', FAR FROM IDEAL');
+    lines.push(
+      `  ${r.scenario}: ${r.description}`,
+      `    downtime ${r.downtimeMs} ms (limit ${r.downtimeLimitMs} ms), ideal ` +
+        `${r.idealDowntimeMs.toFixed(1)} ms: ${formatBytes(r.stopBytes)} while stopped at ` +
+        `${(r.bandwidthBytesPerSecond / MiB).toFixed(0)} MiB/s; total ${r.totalTimeMs} ms; ${verdict}`,
+    );
+  }
   return lines.join('\n') + '\n';
 }

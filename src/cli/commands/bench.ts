@@ -1,9 +1,25 @@
 /** `vfio-migrate bench`: migration performance measured against Node's own socket and QEMU. */
+import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { parseSize } from '../../device/sim/index.ts';
-import { RAM_PATTERNS, checkChannels, formatRamReport, runRamBench } from '../../bench/index.ts';
+import {
+  DOWNTIME_SCENARIOS,
+  RAM_PATTERNS,
+  checkChannels,
+  formatDowntimeReport,
+  formatRamReport,
+  runDowntimeBench,
+  runRamBench,
+} from '../../bench/index.ts';
 import type { RamPattern } from '../../bench/index.ts';
 import { cliParser } from '../parse.ts';
+
+interface DowntimeOptions {
+  repetitions: number;
+  scenario?: string[];
+  timeout: number;
+  json?: boolean;
+}
 
 interface RamOptions {
   size: number;
@@ -95,4 +111,42 @@ export function registerBench(program: Command): void {
         opts.json === true ? `${JSON.stringify(result, null, 2)}\n` : formatRamReport(result),
       );
     });
+  bench
+    .command('downtime')
+    .description(
+      'live-migrate converging guests (RAM dirtied by vCPUs, devices with pre-copy; a ' +
+        'zero-heavy guest; a device with large state) between two processes and compare the ' +
+        'downtime with its limit and its ideal (bytes sent while stopped / bandwidth before)',
+    )
+    .option('--repetitions <n>', 'migrations per scenario', cliParser(integer(1)), 3)
+    .option(
+      '--scenario <name>',
+      `run only these, repeatable: ${DOWNTIME_SCENARIOS.map((s) => s.name).join(', ')}`,
+      collectScenario,
+    )
+    .option('--timeout <ms>', 'longest one migration may take', cliParser(integer(1)), 300_000)
+    .option('--json', 'print one JSON object')
+    .action(async (opts: DowntimeOptions) => {
+      const chosen = opts.scenario ?? DOWNTIME_SCENARIOS.map((s) => s.name);
+      const results = await runDowntimeBench({
+        scenarios: DOWNTIME_SCENARIOS.filter((s) => chosen.includes(s.name)),
+        repetitions: opts.repetitions,
+        timeoutMs: opts.timeout,
+        progress: opts.json === true ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(
+        opts.json === true
+          ? `${JSON.stringify({ scenarios: results }, null, 2)}\n`
+          : formatDowntimeReport(results),
+      );
+    });
+}
+
+function collectScenario(value: string, previous: string[] | undefined): string[] {
+  if (!DOWNTIME_SCENARIOS.some((s) => s.name === value)) {
+    throw new InvalidArgumentError(
+      `"${value}" is not one of ${DOWNTIME_SCENARIOS.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return [...(previous ?? []), value];
 }
