@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerBench } from './bench.ts';
 import { registerConformance } from './conformance.ts';
 import { registerDemo } from './demo.ts';
+import { registerFaults } from './faults.ts';
 import { registerInspect } from './inspect.ts';
 import { registerRun } from './run.ts';
 import { registerUapi } from './uapi.ts';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerConformance(program);
   registerInspect(program);
   registerBench(program);
+  registerFaults(program);
 }
