@@ -170,6 +170,20 @@ export class GuestMemory implements DmaMemory {
     return fromDevices + this.syncDirtyBitmap();
   }
 
+  /**
+   * QEMU's `-mem-prealloc`: every page of RAM is backed now, before the guest (or an incoming
+   * migration) needs it, so nothing later pays a first-touch page fault. A page is touched by
+   * one locked write of the value it holds (no byte changes, no read first: a read would map
+   * the shared zero page and the later write would fault again to copy it).
+   */
+  prealloc(): void {
+    for (const b of this.blocks) {
+      for (let page = 0; page < b.pages; page++) {
+        Atomics.compareExchange(b.segmentWords(page), b.wordOffsetInSegment(page), 0, 0);
+      }
+    }
+  }
+
   /** Dirty pages in the migration bitmaps of all blocks. */
   get dirtyCount(): number {
     return this.blocks.reduce((n, b) => n + b.bitmap.dirtyCount, 0);

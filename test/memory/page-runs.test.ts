@@ -85,3 +85,19 @@ test('a block is pristine until something writes it, and an attached one never i
   memory.write(PAGE, Buffer.of(1));
   assert.equal(memory.block('ram')!.pristine, false);
 });
+
+test('prealloc backs every page and changes no byte', () => {
+  const memory = GuestMemory.flat(
+    [
+      { idstr: 'a', size: 8 * PAGE },
+      { idstr: 'b', size: 4 * PAGE },
+    ],
+    { segmentSize: 4 * PAGE },
+  );
+  const data = randomFillSync(Buffer.alloc(5 * PAGE));
+  memory.write(2 * PAGE, data);
+  const before = memory.digest().sha256;
+  memory.prealloc();
+  assert.equal(memory.digest().sha256, before);
+  assert.deepEqual(Buffer.from(memory.read(2 * PAGE, 5 * PAGE)), data);
+});
