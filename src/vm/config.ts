@@ -139,6 +139,8 @@ export const vmConfigSchema = z
       .array(z.object({ file: z.string().min(1), addr: size('addr').default(0) }).strict())
       .max(64)
       .default([]),
+    /** QEMU's -mem-prealloc: all RAM backed at start, no first-touch faults later. */
+    'mem-prealloc': z.boolean().default(false),
     devices: z.array(deviceSchema).default([]),
     /** TLS credentials and authz lists the migration parameters tls-creds / tls-authz name. */
     objects: z.array(objectSchema).max(64).default([]),

@@ -140,6 +140,7 @@ export class Vm {
       populateRam(memory, { seed: config.populate.seed, zeroShare: config.populate['zero-share'] });
     }
     if (!incoming) for (const image of config.loader) loadRawImage(memory, image.file, image.addr);
+    if (config['mem-prealloc']) memory.prealloc();
     const events = new VmEventHub();
     const registry = new SaveVMRegistry();
     const notifiers = new MigrationNotifiers();
