@@ -9,6 +9,8 @@ export interface OurPairOptions {
   readonly sourcePaused: boolean;
   /** -S on the destination: the guest stays paused after the load (default: it runs). */
   readonly destinationPaused?: boolean;
+  /** Config keys only the destination gets (e.g. mem-prealloc). */
+  readonly destinationConfig?: Record<string, unknown>;
 }
 
 /**
@@ -23,7 +25,7 @@ export async function startOurPair(
   const destination = await VmProcess.spawn({
     name: `${opts.name}-dst`,
     dir,
-    config,
+    config: { ...config, ...opts.destinationConfig },
     incoming: 'tcp:127.0.0.1:0',
     paused: opts.destinationPaused ?? false,
   });

@@ -107,8 +107,9 @@ interface SocketAddress {
 }
 
 /**
- * A QEMU destination listening on a free loopback port, and a paused QEMU source whose RAM
- * holds `image` (`-device loader,file=…,addr=0,force-raw=on`).
+ * A QEMU destination listening on a free loopback port (with all its RAM backed first when
+ * `prealloc`), and a paused QEMU source whose RAM holds `image` (`-device
+ * loader,file=…,addr=0,force-raw=on`).
  */
 export async function startQemuPair(
   binary: string,
@@ -116,10 +117,16 @@ export async function startQemuPair(
   name: string,
   sizeBytes: number,
   image: string,
+  prealloc = false,
 ): Promise<MigrationPair> {
   const destination = await QemuProcess.start(
     binary,
-    [...machineArgs(sizeBytes), '-incoming', 'tcp:127.0.0.1:0'],
+    [
+      ...machineArgs(sizeBytes),
+      ...(prealloc ? ['-mem-prealloc'] : []),
+      '-incoming',
+      'tcp:127.0.0.1:0',
+    ],
     dir,
     `${name}-dst`,
   );

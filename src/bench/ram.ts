@@ -33,6 +33,11 @@ export interface RamBenchOptions {
   /** Uncounted rounds first. */
   readonly warmup: number;
   readonly pattern: RamPattern;
+  /**
+   * Both destinations back all their RAM before the migration (mem-prealloc, QEMU's
+   * -mem-prealloc): what is left is the migration's own work, without first-touch faults.
+   */
+  readonly prealloc: boolean;
   /** Compare with QEMU when it is installed. */
   readonly qemu: boolean;
   /** Longest a single migration or copy may take, in ms. */
@@ -44,6 +49,7 @@ export interface RamBenchOptions {
 export interface RamBenchResult {
   readonly sizeBytes: number;
   readonly pattern: RamPattern;
+  readonly prealloc: boolean;
   readonly channels: number;
   readonly repetitions: number;
   /** Medians, in seconds. */
@@ -127,8 +133,12 @@ export async function runRamBench(opts: RamBenchOptions): Promise<RamBenchResult
         return { seconds: await rawCopySeconds(opts.sizeBytes, opts.timeoutMs) };
       const pair =
         method === 'ours'
-          ? await startOurPair(dir, config, { name: `ours${run}`, sourcePaused: true })
-          : await startQemuPair(qemu!, dir, `qemu${run}`, opts.sizeBytes, image);
+          ? await startOurPair(dir, config, {
+              name: `ours${run}`,
+              sourcePaused: true,
+              destinationConfig: { 'mem-prealloc': opts.prealloc },
+            })
+          : await startQemuPair(qemu!, dir, `qemu${run}`, opts.sizeBytes, image, opts.prealloc);
       try {
         const m = await timeMigration(pair, opts.timeoutMs);
         if (method === 'ours') await checkDigest(pair, sha256);
@@ -205,6 +215,7 @@ function resultOf(
   return {
     sizeBytes: opts.sizeBytes,
     pattern: opts.pattern,
+    prealloc: opts.prealloc,
     channels: opts.channels,
     repetitions: opts.repetitions,
     oursSeconds: ours.median,

@@ -22,8 +22,9 @@ function row(name: string, s: Summary, bytes: number, extra = ''): string {
 export function formatRamReport(r: RamBenchResult): string {
   const m = r.machine;
   const lines = [
-    `RAM migration of a paused guest, ${formatBytes(r.sizeBytes)} ${r.pattern}, ` +
-      `${r.repetitions} repetitions (medians); Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel})`,
+    `RAM migration of a paused guest, ${formatBytes(r.sizeBytes)} ${r.pattern}` +
+      `${r.prealloc ? ', destination RAM preallocated' : ''}, ${r.repetitions} repetitions ` +
+      `(medians); Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel})`,
     row('ours', r.samples.ours, r.sizeBytes, `   downtime ${r.oursDowntimeMs} ms`),
     row('raw', r.samples.raw, r.sizeBytes, '   (loopback socket copy, Node to Node)'),
     r.samples.qemu === null

@@ -27,6 +27,7 @@ interface RamOptions {
   repetitions: number;
   warmup: number;
   pattern: RamPattern;
+  prealloc?: boolean;
   qemu: boolean;
   timeout: number;
   json?: boolean;
@@ -93,6 +94,11 @@ export function registerBench(program: Command): void {
       cliParser(pattern),
       'random',
     )
+    .option(
+      '--prealloc',
+      'both destinations back all their RAM first (mem-prealloc, QEMU -mem-prealloc): the ' +
+        "migration's own cost, without first-touch page faults",
+    )
     .option('--no-qemu', 'do not compare with QEMU even when it is installed')
     .option('--timeout <ms>', 'longest one migration may take', cliParser(integer(1)), 300_000)
     .option('--json', 'print one JSON object')
@@ -103,6 +109,7 @@ export function registerBench(program: Command): void {
         repetitions: opts.repetitions,
         warmup: opts.warmup,
         pattern: opts.pattern,
+        prealloc: opts.prealloc === true,
         qemu: opts.qemu,
         timeoutMs: opts.timeout,
         progress: opts.json === true ? undefined : (line) => process.stderr.write(`${line}\n`),
