@@ -47,8 +47,8 @@ export interface RowResult {
   readonly retry: string;
   /** What broke the promise (empty when ok). */
   readonly problems: readonly string[];
-  /** The source's error-desc, or the destination's when the source is gone. */
-  readonly error: string | null;
+  /** Each side's error-desc (null: none, or the process is gone). */
+  readonly errors: { readonly source: string | null; readonly destination: string | null };
   readonly ms: number;
 }
 
@@ -108,7 +108,7 @@ class RowRunner {
     let retry = 'not run';
     let outcome = '';
     let recovery = '';
-    let error: string | null = null;
+    let errors: RowResult['errors'] = { source: null, destination: null };
     let sourceUsable = false;
     try {
       await this.#prepare(row, src, dst);
@@ -119,7 +119,7 @@ class RowRunner {
         migrationEnd(dst, SIDE_TIMEOUT_MS),
       ]);
       outcome = `source ${s.status}, destination ${d.status}`;
-      error = s.error ?? d.error;
+      errors = { source: s.error, destination: d.error };
       recovery = await this.#checkPromise(row, src, dst, s, d, check);
       // In doubt, the guest is the destination's if it runs there; if not, the operator
       // resumes the source, and it must be able to migrate again.
@@ -151,7 +151,7 @@ class RowRunner {
       recovery,
       retry,
       problems,
-      error,
+      errors,
       ms: Math.round(performance.now() - start),
     };
   }
