@@ -22,7 +22,7 @@ import type { StreamError } from './errors.ts';
 import { badInput, sourceFailed, unexpectedEnd } from './errors.ts';
 
 export interface ReaderOptions {
-  /** Stop pulling from the source above this many buffered bytes (default 4 MiB). */
+  /** Stop pulling from the source above this many buffered bytes (default 1 MiB). */
   highWaterMark?: number;
   /**
    * The chunks are the reader's alone, so bytes it has consumed may be overwritten in place
@@ -32,7 +32,12 @@ export interface ReaderOptions {
   privateChunks?: boolean;
 }
 
-export const DEFAULT_READER_HIGH_WATER_MARK = 4 << 20;
+/**
+ * Enough to keep a loader busy between reads; more only lengthens the queue a destination
+ * still has to work through when the source stops the guest (the kernel's socket buffers
+ * already hold a few MiB), which is downtime.
+ */
+export const DEFAULT_READER_HIGH_WATER_MARK = 1 << 20;
 /** peekBytes() looks at most this far ahead. */
 export const MAX_PEEK_BYTES = 64 << 10;
 
@@ -456,7 +461,8 @@ export class QEMUFileReader {
         this.fail(new Error('the channel delivers text, not bytes'));
         return;
       }
-      if (this.push(chunk)) return;
+      // Above the mark, pause, unless a read still waits for more (as the pump keeps going).
+      if (this.push(chunk) || this.waiter !== null) return;
       stream.pause();
       this.roomWaiter = () => stream.resume();
     };

@@ -202,3 +202,18 @@ test('property: values written by the writer read back equal under any chunking'
     { numRuns: 150 },
   );
 });
+
+test('a Readable source pauses above the high-water mark, and not while a read waits for more', async () => {
+  const src = new PassThrough();
+  const r = new QEMUFileReader(src, { highWaterMark: 1024 });
+  for (let i = 0; i < 16; i++) src.write(Buffer.alloc(256, i));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(src.isPaused(), 'paused above the mark');
+  assert.ok(r.available() >= 1024 && r.available() < 4096);
+  // More than the mark in one read: the source is resumed until it is all there.
+  const peeked = await r.peekBytes(3000);
+  assert.equal(peeked[2999], 11);
+  await r.skip(4096);
+  src.end();
+  assert.equal(await r.atEnd(), true);
+});
