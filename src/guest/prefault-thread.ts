@@ -7,6 +7,7 @@
  * write, so the page is first mapped to the shared zero page and then copied on write, a
  * second fault whose TLB flush interrupts every CPU running the process.)
  */
+import { setPriority } from 'node:os';
 import { workerData } from 'node:worker_threads';
 import { RamBlock } from '../memory/ram-block.ts';
 import { PrefaultWord as W } from './prefault-protocol.ts';
@@ -14,6 +15,21 @@ import type { PrefaultThreadData } from './prefault-protocol.ts';
 
 /** Pages touched between two looks at the control block. */
 const BATCH = 64;
+/**
+ * The lowest priority: the thread uses CPU time nothing else wants, and never takes it from the
+ * loader or the source (with both busy on a 2-CPU host, a third busy thread slows everything).
+ */
+const NICE = 19;
+
+// Linux keeps a nice value per thread, so this lowers this thread only (elsewhere it would
+// lower the whole process: leave it).
+if (process.platform === 'linux') {
+  try {
+    setPriority(NICE);
+  } catch {
+    // not allowed here: run at normal priority
+  }
+}
 
 const data = workerData as PrefaultThreadData;
 const blocks = data.blocks.map((b) => RamBlock.attach(b));
