@@ -254,6 +254,8 @@ export class MigrationIncomingState implements MigrationInfoSource {
       }
     } catch (err) {
       watchdog?.stop();
+      // Nothing more is read: the channel drains freely while it closes (SHUT, then the end).
+      file.close();
       await this.#fail(err, load);
       return;
     }

@@ -515,8 +515,9 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
 
   /**
    * `close_return_path_on_source` on success: the destination's SHUT, within the timeout. A
-   * closed or broken channel means the destination did not start the guest (it sends SHUT
-   * before its vCPUs run, and only over a live channel); silence leaves it in doubt.
+   * SHUT error, or the destination closing or resetting the channel, means it did not start
+   * the guest (it sends SHUT before its vCPUs run, and only over a live channel); silence or
+   * a channel lost here leaves it in doubt (`#inDoubt`).
    */
   async #waitForShut(rp: SourceReturnPath): Promise<void> {
     const ms = this.#deps.returnPathTimeoutMs ?? 2 * this.options.parameters['x-stall-timeout'];
@@ -524,10 +525,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     const stop = new AbortController();
     const timedOut = this.clock.sleep(ms, stop.signal).then(() => {
       if (stop.signal.aborted) return;
-      throw new Error(
-        `the destination did not end the migration (SHUT) within ${ms} ms of the whole ` +
-          'stream: it may be running the guest, which stays paused here (cont resumes it)',
-      );
+      throw new Error(`the destination did not end the migration (SHUT) within ${ms} ms`);
     });
     try {
       await Promise.race([rp.done, timedOut]);
@@ -560,9 +558,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     if (old === null) return;
     if (this.#inDoubt() && rc.runState === RunState.FINISH_MIGRATE) {
       rc.runstateSet(RunState.PAUSED);
-      this.#warnings.push(
-        'the whole stream went out and no SHUT came back: the destination may be running the ' +
-          'guest, so it stays paused here (cont resumes it)',
+      const why = this.#error?.message ?? 'cancelled';
+      this.#error = new Error(
+        `${why}; in doubt: the whole stream went out and no SHUT came back, so the ` +
+          'destination may be running the guest, which stays paused here (cont resumes it)',
+        { cause: this.#error },
       );
       return;
     }
