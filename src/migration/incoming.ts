@@ -244,7 +244,6 @@ export class MigrationIncomingState implements MigrationInfoSource {
     try {
       await load.load();
       loading = false;
-      this.#warnings.push(...load.warnings);
       const received = this.#deps.globalState?.received() ?? null;
       if (received === null || runStateIsLive(received)) {
         if (this.#deps.autostart ?? true) await this.#startGuest(load, channelEnd);
@@ -260,6 +259,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
       return;
     }
     watchdog?.stop();
+    this.#warnings.push(...load.warnings);
     this.#setStatus(S.ACTIVE, S.COMPLETED);
     await this.#destroy(load, false);
   }
