@@ -1,7 +1,7 @@
 /**
  * The fault matrix between real processes: the quick subset (a fault of each kind, at the
  * phases where recovery is hardest) must keep every promise, and `vfio-migrate faults` runs
- * a row and reports it as JSON. The whole matrix is `vfio-migrate faults` (about 80 s). A
+ * a row and reports it as JSON. The whole matrix is `vfio-migrate faults` (1 to 1.5 minutes). A
  * known problem outside the fault layer is kept as a todo test.
  */
 import assert from 'node:assert/strict';
