@@ -14,6 +14,7 @@ import type { GuestIommu } from '../memory/iommu/index.ts';
 import type { MigrationBlockers } from '../migration/blockers.ts';
 import type { MigrationInfoProvider, VfioStatsInfo } from '../migration/info.ts';
 import type { MigrationNotifiers } from '../migration/notifiers.ts';
+import { stopDevicesUnderStoppedGuest } from './stopped-guest.ts';
 import type { SaveVMRegistry } from '../migration/savevm/registry.ts';
 import { MultipleDevicesBlocker } from './blockers.ts';
 import { VfioContainerListener } from './container-listener.ts';
@@ -112,10 +113,13 @@ export class VfioDeviceSet {
     this.listener.register();
     this.#detach.push(() => this.listener.unregister());
     this.#detach.push(opts.memory.dirtyLogListeners.add(this.dirtyTracking));
-    // `migrate_init` resets the VFIO byte counter when a migration starts.
+    // `migrate_init` resets the VFIO byte counter when a migration starts; a stopped guest's
+    // devices stop too (stopped-guest.ts).
     this.#detach.push(
-      opts.notifiers.add((event) => {
-        if (event === 'precopy-setup') this.stats.reset();
+      opts.notifiers.add(async (event) => {
+        if (event !== 'precopy-setup') return;
+        this.stats.reset();
+        await stopDevicesUnderStoppedGuest(opts.runControl, this.migrations());
       }),
     );
   }

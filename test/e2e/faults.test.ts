@@ -1,8 +1,8 @@
 /**
  * The fault matrix between real processes: the quick subset (a fault of each kind, at the
  * phases where recovery is hardest) must keep every promise, and `vfio-migrate faults` runs
- * a row and reports it as JSON. The whole matrix is `vfio-migrate faults` (1 to 1.5 minutes). A
- * known problem outside the fault layer is kept as a todo test.
+ * a row and reports it as JSON. The whole matrix is `vfio-migrate faults` (1 to 1.5 minutes).
+ * And a paused guest migrated again after a failure keeps the DMA its running devices did.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -71,12 +71,7 @@ test(
 
 test(
   'a paused guest migrated again after a failed migration keeps its device DMA',
-  {
-    timeout: 120_000,
-    todo:
-      "src/vfio: after a failure a paused guest's devices are RUNNING (QEMU's notifier) and keep " +
-      "doing DMA; a paused migration does not stop them before RAM's final pass, so writes are lost",
-  },
+  { timeout: 120_000 },
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'vfio-faults-'));
     const procs = new FaultProcesses(dir);
