@@ -172,16 +172,10 @@ export class GuestMemory implements DmaMemory {
 
   /**
    * QEMU's `-mem-prealloc`: every page of RAM is backed now, before the guest (or an incoming
-   * migration) needs it, so nothing later pays a first-touch page fault. A page is touched by
-   * one locked write of the value it holds (no byte changes, no read first: a read would map
-   * the shared zero page and the later write would fault again to copy it).
+   * migration) needs it, so nothing later pays a first-touch page fault (RamBlock.prealloc).
    */
   prealloc(): void {
-    for (const b of this.blocks) {
-      for (let page = 0; page < b.pages; page++) {
-        Atomics.compareExchange(b.segmentWords(page), b.wordOffsetInSegment(page), 0, 0);
-      }
-    }
+    for (const b of this.blocks) b.prealloc();
   }
 
   /** Dirty pages in the migration bitmaps of all blocks. */

@@ -242,6 +242,22 @@ export class RamBlock {
     return true;
   }
 
+  /**
+   * Backs every page now (QEMU's -mem-prealloc): one locked write per page of the value it
+   * holds, so no byte changes and the block stays `pristine` if it was. (A read first would map
+   * the shared zero page, and the write after it would fault again to copy it.)
+   */
+  prealloc(): void {
+    for (let page = 0; page < this.pages; page++) {
+      Atomics.compareExchange(
+        this.#words[page >>> this.#segShift]!,
+        this.wordOffsetInSegment(page),
+        0,
+        0,
+      );
+    }
+  }
+
   // --- bulk access by byte offset, across segments -------------------------------------
 
   /** Copies `dst.length` bytes from `offset` into `dst`; returns `dst`. */

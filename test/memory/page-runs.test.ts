@@ -100,4 +100,8 @@ test('prealloc backs every page and changes no byte', () => {
   memory.prealloc();
   assert.equal(memory.digest().sha256, before);
   assert.deepEqual(Buffer.from(memory.read(2 * PAGE, 5 * PAGE)), data);
+  // Nothing was written: a fresh block stays pristine.
+  const fresh = new RamBlock('ram', 4 * PAGE);
+  fresh.prealloc();
+  assert.equal(fresh.pristine, true);
 });
