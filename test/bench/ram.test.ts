@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { findQemu } from '../../src/bench/qemu.ts';
 import { runCli } from '../helpers/repo.ts';
 
 interface RamJson {
@@ -38,4 +39,20 @@ test('bench ram refuses more than one channel until multifd exists, and bad size
   const s = await runCli(['bench', 'ram', '--size', '1000K'], 30_000);
   assert.notEqual(s.code, 0);
   assert.match(s.stderr, /not a whole number of MiB/);
+});
+
+test('bench ram with QEMU installed: QEMU migrates the same image, timed the same way', async (t) => {
+  if (findQemu() === null) {
+    t.skip('qemu-system-x86_64 not found');
+    return;
+  }
+  const r = await runCli(
+    ['bench', 'ram', '--size', '16M', '--repetitions', '1', '--warmup', '0', '--json'],
+    120_000,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as RamJson & { machine: { qemu: string | null } };
+  assert.ok(j.qemuSeconds !== null && j.qemuSeconds > 0);
+  assert.equal(j.oursVsQemu, j.oursSeconds / j.qemuSeconds);
+  assert.match(j.machine.qemu ?? '', /qemu-system-x86_64$/);
 });
