@@ -25,6 +25,7 @@ export interface PrefaultOptions {
 }
 
 export const DEFAULT_PREFAULT_WINDOW = 64 * MiB;
+const PREFAULT_THREAD_LIMITS = { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1 };
 export const DEFAULT_PREFAULT_MIN_RAM = 256 * MiB;
 
 export class RamPrefaulter {
@@ -98,7 +99,14 @@ export class RamPrefaulter {
   #start(): Int32Array {
     const shared = new SharedArrayBuffer(PREFAULT_CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
     const data: PrefaultThreadData = { blocks: this.#memory.shared(), control: shared };
-    const worker = spawnSiblingWorker(import.meta.url, './prefault-thread', { ...data });
+    // A small heap: the thread allocates next to nothing, and its memory counts against the
+    // destination's.
+    const worker = spawnSiblingWorker(
+      import.meta.url,
+      './prefault-thread',
+      { ...data },
+      { resourceLimits: PREFAULT_THREAD_LIMITS },
+    );
     // Never keeps the process alive, and a failure only loses the speed-up.
     worker.unref();
     worker.on('error', (err) => process.emitWarning(`RAM prefault thread failed: ${err.message}`));
