@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { seededRandom } from '../../src/conformance/random.ts';
 import { inspectFile } from '../../src/inspect/index.ts';
 import { MUTATORS, capture } from './mutators.ts';
 import { loadStream, saveValidStream } from './stream-target.ts';
@@ -25,17 +26,6 @@ export interface FuzzResult {
   byMutator: Record<string, { cases: number; failed: number }>;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function fuzzStreamLoader(o: FuzzOptions): Promise<FuzzResult> {
   const dir = mkdtempSync(join(tmpdir(), 'vfio-fuzz-'));
   const crashes: string[] = [];
@@ -50,7 +40,7 @@ export async function fuzzStreamLoader(o: FuzzOptions): Promise<FuzzResult> {
     if (report.error) throw new Error(`the seed stream does not decode: ${report.error.message}`);
     const c = capture(readFileSync(seedPath), report);
     const names = Object.keys(MUTATORS);
-    const rng = mulberry32(o.seed);
+    const rng = seededRandom(o.seed);
     const baseline = process.memoryUsage().rss;
     const result: FuzzResult = {
       cases: 0,
@@ -65,7 +55,7 @@ export async function fuzzStreamLoader(o: FuzzOptions): Promise<FuzzResult> {
     while (result.cases < o.cases && performance.now() - start < o.seconds * 1000) {
       const name = names[Math.floor(rng() * names.length)]!;
       const caseSeed = Math.floor(rng() * 2 ** 32);
-      const bytes = MUTATORS[name]!(c, mulberry32(caseSeed));
+      const bytes = MUTATORS[name]!(c, seededRandom(caseSeed));
       const out = await loadStream(dir, bytes, o.timeoutMs ?? 10_000);
       const tag = `case ${result.cases} (${name}, seed ${caseSeed}, ${bytes.length} bytes)`;
       result.cases++;

@@ -5,32 +5,14 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
-export const QEMU_BINARY = 'qemu-system-x86_64';
-
-/** $QEMU_SYSTEM_X86_64, or qemu-system-x86_64 on $PATH; null if there is none. */
-export function findQemu(): string | null {
-  const candidates = [
-    process.env.QEMU_SYSTEM_X86_64,
-    ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, QEMU_BINARY)),
-  ];
-  for (const c of candidates) {
-    if (c === undefined || c === '' || !existsSync(c)) continue;
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      // not executable: keep looking
-    }
-  }
-  return null;
-}
+export { QEMU_BINARY, findQemu } from '../../src/bench/qemu.ts';
 
 export interface QmpEvent {
   event: string;
