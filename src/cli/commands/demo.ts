@@ -38,7 +38,7 @@ export function registerDemo(program: Command): void {
       '--dirty-rate <MiB/s>',
       'guest page writes per second, all vCPUs',
       cliParser(nonNegative),
-      96,
+      64,
     )
     .option('--pattern <kind>', 'uniform | hot | sequential', cliParser(pattern), 'hot')
     .option(
