@@ -19,11 +19,19 @@
  *
  * A prefault thread (guest/prefault.ts) takes the first-touch page faults ahead of the loader
  * while the stream is dense with pages a pristine block receives for the first time.
+ *
+ * With multifd, pages come in RAM packets on the multifd channels (`loadPacket`, called by
+ * multifd/recv.ts): zero pages as offsets, handled as ZERO records are; normal pages one
+ * after another after the packet, landed in runs the same way. RAM_SAVE_FLAG_MULTIFD_FLUSH on
+ * the main channel waits until every channel reached the matching SYNC (`multifd_recv_sync_main`).
  */
 import { RamPrefaulter } from '../../guest/prefault.ts';
 import { DirtyBitmap } from '../../memory/dirty-bitmap.ts';
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
+import type { MultifdRamSink } from '../multifd/recv.ts';
+import type { MultifdRamPacket } from '../multifd/wire.ts';
+import { MultifdError } from '../multifd/wire.ts';
 import type { QEMUFileReader } from '../stream/index.ts';
 import {
   RAM_PAGE_HEADER_BYTES,
@@ -45,12 +53,19 @@ const PREFAULT_DENSE = PREFAULT_STEP - PREFAULT_STEP / 8;
 const TWO_POW_32 = 0x100000000;
 const CONTINUE_PAGE = RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_CONTINUE;
 
-export class RamLoadState {
+/** `multifd_recv_sync_main`, or nothing to wait for without multifd. */
+export type MultifdRecvSync = () => Promise<void>;
+
+const NO_MULTIFD: MultifdRecvSync = () => Promise.resolve();
+
+export class RamLoadState implements MultifdRamSink {
   readonly #memory: GuestMemory;
   readonly #prefault: RamPrefaulter;
   #dec = new RamRecordDecoder();
   /** Not from Buffer's pool: its own, aligned, memory. */
   readonly #scratch = Buffer.alloc(this.#dec.pageSize);
+  /** Aligned scratch pages of the multifd channels (one each, reused). */
+  readonly #spare: Buffer[] = [];
   /** The block of the last record, by the decoder's (reused) name string. */
   #lastName: string | null = null;
   #lastBlock: RamBlock | null = null;
@@ -65,6 +80,9 @@ export class RamLoadState {
   /** Records, and pages among them, since the last report to the prefaulter. */
   #records = 0;
   #pages = 0;
+  /** Block indexes by name, for multifd packets (which keep out of the main loader's cache). */
+  #indexOf = new Map<string, number>();
+  #multifdSync: MultifdRecvSync = NO_MULTIFD;
 
   constructor(memory: GuestMemory) {
     this.#memory = memory;
@@ -72,7 +90,9 @@ export class RamLoadState {
   }
 
   /** A new incoming migration: forget the last stream's blocks. */
-  setup(): void {
+  setup(multifdSync: MultifdRecvSync = NO_MULTIFD): void {
+    this.#multifdSync = multifdSync;
+    this.#indexOf = new Map(this.#memory.blocks.map((b, i) => [b.idstr, i]));
     this.#dec = new RamRecordDecoder();
     this.#lastName = null;
     this.#lastBlock = null;
@@ -115,7 +135,7 @@ export class RamLoadState {
           }
           // Only pages written for the first time fault: those are what the prefaulter is for.
           const fresh = this.#lastReceived?.setDirty(page, n) ?? 0;
-          this.#progress(page + n, n, fresh);
+          this.#progress(this.#lastBlockIndex, page + n, n, fresh);
           break;
         }
         case RAM_SAVE_FLAG_ZERO: {
@@ -125,24 +145,102 @@ export class RamLoadState {
           if (dec.fill !== 0) {
             this.#fillPage(block, page, dec.fill);
             received?.setDirty(page);
-          } else if (received === null || received.isDirty(page)) {
-            if (!block.isZeroPage(page)) this.#fillPage(block, page, 0);
+          } else {
+            this.#zeroPage(block, page, received);
           }
-          // Else the page was never written by this load, in a block that was all zeros: it
-          // still is, and stays untouched (not even read: reading maps it).
-
-          this.#progress(page + 1, 1, 0);
+          this.#progress(this.#lastBlockIndex, page + 1, 1, 0);
           break;
         }
         case RAM_SAVE_FLAG_MEM_SIZE:
           this.#checkBlockList();
           break;
         case RAM_SAVE_FLAG_MULTIFD_FLUSH:
-          // Only meaningful with multifd channels, which this stream has none of.
+          await this.#multifdSync();
           break;
         case RAM_SAVE_FLAG_EOS:
           return;
       }
+    }
+  }
+
+  /**
+   * `multifd_recv_zero_page_process` + `nocomp_recv`: the zero pages of a multifd RAM packet,
+   * then its normal pages, which follow it on the channel `f`, in runs of consecutive pages.
+   */
+  async loadPacket(packet: MultifdRamPacket, f: QEMUFileReader): Promise<void> {
+    const index = this.#indexOf.get(packet.block);
+    const block = index === undefined ? undefined : this.#memory.blocks[index];
+    if (index === undefined || block === undefined) {
+      throw new MultifdError(`multifd: unknown ram block ${packet.block}`);
+    }
+    packet.checkIn(block.usedLength);
+    const size = packet.pageSize;
+    const received = this.#received[index] ?? null;
+    for (let i = 0; i < packet.zeroCount; i++) {
+      this.#zeroPage(block, packet.zero[i]! / size, received);
+    }
+    if (packet.zeroCount > 0) {
+      this.#progress(index, packet.zero[packet.zeroCount - 1]! / size + 1, packet.zeroCount, 0);
+    }
+    const normal = packet.normal;
+    for (let i = 0; i < packet.normalCount; ) {
+      const page = normal[i]! / size;
+      const max = Math.min(block.pagesToSegmentEnd(page), packet.normalCount - i);
+      let n = 1;
+      while (n < max && normal[i + n] === normal[i]! + n * size) n++;
+      await this.#landContiguous(f, block, page, n);
+      const fresh = received?.setDirty(page, n) ?? 0;
+      this.#progress(index, page + n, n, fresh);
+      i += n;
+    }
+  }
+
+  /**
+   * A zero page: written only when the page may hold something else. In a block that was
+   * pristine when the load began, a page this load never wrote still holds zeros and stays
+   * untouched (not even read: reading maps it).
+   */
+  #zeroPage(block: RamBlock, page: number, received: DirtyBitmap | null): void {
+    if (received !== null && !received.isDirty(page)) return;
+    if (!block.isZeroPage(page)) this.#fillPage(block, page, 0);
+  }
+
+  /**
+   * Lands `n` pages that follow each other on the channel into consecutive pages of one
+   * segment: as many whole pages as the head chunk holds in place, moved to an aligned spot
+   * first (see #landRun), the rest a page at a time through the aligned scratch page.
+   */
+  async #landContiguous(f: QEMUFileReader, block: RamBlock, page: number, n: number): Promise<void> {
+    const size = this.#dec.pageSize;
+    let done = 0;
+    while (done < n) {
+      const seg = block.segmentBytes(page + done);
+      const off = block.offsetInSegment(page + done);
+      if (f.headWritable) {
+        const buf = f.headBuffer;
+        const pos = f.headOffset;
+        const whole = Math.min(n - done, Math.floor((buf.length - pos) / size));
+        const landing = pos - ((buf.byteOffset + pos) & 7);
+        if (whole > 0 && landing >= 0) {
+          const bytes = whole * size;
+          if (landing !== pos) buf.copyWithin(landing, pos, pos + bytes);
+          buf.copy(seg, off, landing, landing + bytes);
+          f.consumeHead(bytes);
+          done += whole;
+          continue;
+        }
+      }
+      // Each channel lands its own pages while the others wait for bytes: a scratch page each.
+      const scratch = this.#spare.pop() ?? Buffer.alloc(size);
+      try {
+        if (!f.tryReadIntoAt(scratch, 0, size)) {
+          await f.readIntoAt(scratch, 0, size, 'multifd page');
+        }
+        scratch.copy(seg, off, 0, size);
+      } finally {
+        this.#spare.push(scratch);
+      }
+      done++;
     }
   }
 
@@ -189,12 +287,12 @@ export class RamLoadState {
    * is and whether the stream is dense with such pages. Later passes (pages already written)
    * and blocks that held something before the load have their pages already: no running ahead.
    */
-  #progress(next: number, records: number, pages: number): void {
+  #progress(block: number, next: number, records: number, pages: number): void {
     this.#records += records;
     this.#pages += pages;
     if (this.#records < PREFAULT_STEP) return;
     this.#prefault.ahead(
-      this.#lastBlockIndex,
+      block,
       next,
       this.#pages * PREFAULT_STEP >= PREFAULT_DENSE * this.#records,
     );

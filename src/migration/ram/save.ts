@@ -15,12 +15,23 @@
  * a view object per call, so one call per page would), and the copy out of shared memory goes
  * word by word whatever the stream alignment. Under a bandwidth limit a run is kept to an
  * eighth of a window's budget, so the limit holds as closely as page by page.
+ *
+ * With multifd (qemu-migration.md §4.3) the pages go in RAM packets on the multifd channels
+ * (multifd/ram-queue.ts) and the main channel only carries the block list, the section ends
+ * and RAM_SAVE_FLAG_MULTIFD_FLUSH: at setup, and each time the scan wraps around the end of
+ * RAM, every channel writes a SYNC packet and the main channel says so (QEMU ≥ 8.0's
+ * per-round sync). A page is sent at most once per round, and the destination lands a whole
+ * round before it reads on, so a newer copy of a page never lands before an older one. Zero
+ * pages travel in the packets' zero lists ("multifd" detection) or as ZERO records on the
+ * main channel ("legacy").
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
 import type { RamBlock } from '../../memory/ram-block.ts';
 import type { MigrationClock } from '../clock.ts';
 import type { MigrationEvents } from '../events.ts';
 import type { MigrationStats } from '../migration-stats.ts';
+import { MultifdRamQueue } from '../multifd/ram-queue.ts';
+import type { MultifdSendState } from '../multifd/send.ts';
 import type { MigrationOptions } from '../options/index.ts';
 import type { PendingSizes, RateLimit } from '../savevm/handlers.ts';
 import type { QEMUFileWriter } from '../stream/index.ts';
@@ -43,6 +54,8 @@ export interface RamSaveEnvironment {
   readonly options: MigrationOptions;
   /** `runstate_is_running`: RAM bytes count as precopy while it runs, as downtime after. */
   guestRunning(): boolean;
+  /** The multifd channels of this migration, or null without the capability. */
+  readonly multifdSend?: MultifdSendState | null;
 }
 
 export class RamSaveState {
@@ -61,6 +74,10 @@ export class RamSaveState {
   #blockIndex = 0;
   #page = 0;
   #loggingStarted = false;
+  /** Pages go to the multifd channels this migration. */
+  #multifd: MultifdRamQueue | null = null;
+  /** The scan went past the last block since the last sync (a round ended). */
+  #wrapped = false;
   #timeLastBitmapSync: number | null = null;
   #dirtyPagesPeriod = 0;
 
@@ -78,8 +95,11 @@ export class RamSaveState {
     for (const b of this.#memory.blocks) b.bitmap.setDirty(0, b.pages);
     this.#blockIndex = 0;
     this.#page = 0;
+    this.#wrapped = false;
     this.#timeLastBitmapSync = null;
     this.#dirtyPagesPeriod = 0;
+    const channels = this.#env.multifdSend ?? null;
+    this.#multifd = channels === null ? null : new MultifdRamQueue(channels);
     await this.#memory.dirtyLogListeners.start();
     this.#loggingStarted = true;
     await this.#bitmapSync(false);
@@ -87,6 +107,8 @@ export class RamSaveState {
       f,
       this.#memory.blocks.map((b) => ({ idstr: b.idstr, usedLength: b.usedLength })),
     );
+    // The destination's channels wait at this first SYNC until its RAM load is set up.
+    if (this.#multifd !== null) await this.#flushAndSync(f);
     this.#enc.putEos(f);
     this.#account(f.bytesWritten - before);
   }
@@ -104,11 +126,13 @@ export class RamSaveState {
     let clockAt = CLOCK_CHECK_PAGES;
     for (;;) {
       if (rateLimit.exceeded()) break;
-      if (!this.#findDirtyPage()) {
+      const found = this.#findDirtyPage();
+      await this.#endOfRound(f);
+      if (!found) {
         done = true;
         break;
       }
-      pages += this.#sendRun(f, detectZero, maxRun);
+      pages += await this.#send(f, detectZero, maxRun);
       if (f.needsDrain) await f.ready();
       if (pages >= clockAt) {
         clockAt = pages + CLOCK_CHECK_PAGES;
@@ -126,8 +150,12 @@ export class RamSaveState {
     await this.#bitmapSync(true);
     const detectZero = this.#detectZero();
     this.#enc.resetBlock();
-    while (this.#findDirtyPage()) {
-      this.#sendRun(f, detectZero, MAX_RUN_PAGES);
+    for (;;) {
+      const found = this.#findDirtyPage();
+      // Finding nothing goes once around RAM: the last round's pages are synced here.
+      await this.#endOfRound(f);
+      if (!found) break;
+      await this.#send(f, detectZero, MAX_RUN_PAGES);
       if (f.needsDrain) await f.ready();
     }
     this.#enc.putEos(f);
@@ -147,6 +175,7 @@ export class RamSaveState {
 
   /** `ram_save_cleanup`: dirty logging off. */
   async cleanup(): Promise<void> {
+    this.#multifd = null;
     if (!this.#loggingStarted) return;
     this.#loggingStarted = false;
     await this.#memory.dirtyLogListeners.stop();
@@ -194,8 +223,60 @@ export class RamSaveState {
       }
       this.#blockIndex = (this.#blockIndex + 1) % blocks.length;
       this.#page = 0;
+      if (this.#blockIndex === 0) this.#wrapped = true;
     }
     return false;
+  }
+
+  /**
+   * After the scan passed the end of RAM (`find_dirty_block` with multifd): the pages queued
+   * so far go out and every channel syncs, then RAM_SAVE_FLAG_MULTIFD_FLUSH on the main
+   * channel, before any page of the next round is queued.
+   */
+  async #endOfRound(f: QEMUFileWriter): Promise<void> {
+    if (!this.#wrapped) return;
+    this.#wrapped = false;
+    if (this.#multifd !== null) await this.#flushAndSync(f);
+  }
+
+  /** `multifd_ram_flush_and_sync` with its main-channel record, sent at once. */
+  async #flushAndSync(f: QEMUFileWriter): Promise<void> {
+    await this.#multifd!.flushAndSync();
+    this.#enc.putMultifdFlush(f);
+    f.send();
+    if (f.needsDrain) await f.ready();
+  }
+
+  /** The run at the cursor, on the main channel or into multifd packets; its page count. */
+  async #send(f: QEMUFileWriter, detectZero: boolean, maxRun: number): Promise<number> {
+    const queue = this.#multifd;
+    if (queue === null) return this.#sendRun(f, detectZero, maxRun);
+    const block: RamBlock = this.#memory.blocks[this.#blockIndex]!;
+    const start = this.#page;
+    const n = block.bitmap.takeRun(start, Math.min(maxRun, block.pagesToSegmentEnd(start)));
+    this.#page = start + n;
+    const stats = this.#env.stats;
+    if (this.#env.options.parameters['zero-page-detection'] !== 'legacy') {
+      const zeros = await queue.queueRun(block, start, n, detectZero);
+      stats.zeroPages += zeros;
+      stats.normalPages += n - zeros;
+      return n;
+    }
+    // "legacy": zero pages are found here and go on the main channel (save_zero_page).
+    for (let p = start; p < start + n; ) {
+      if (block.isZeroPage(p)) {
+        this.#enc.putZeroPage(f, block.idstr, p * this.#pageSize);
+        stats.zeroPages++;
+        p++;
+        continue;
+      }
+      let q = p + 1;
+      while (q < start + n && !block.isZeroPage(q)) q++;
+      await queue.queueRun(block, p, q - p, false);
+      stats.normalPages += q - p;
+      p = q;
+    }
+    return n;
   }
 
   /**
