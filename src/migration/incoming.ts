@@ -6,7 +6,9 @@
  *   none → setup        listening on tcp/unix, or opening the file; with tls-creds, a channel
  *                       whose handshake or peer check fails is reported and dropped, and the
  *                       destination goes on waiting in setup (migration/tls.c)
- *   setup → active      the source connected; `qemu_loadvm_state` runs
+ *   setup → active      the source connected — with multifd, the main channel and every
+ *                       multifd channel, told apart by their first bytes; `qemu_loadvm_state`
+ *                       runs while the multifd channels land RAM and device-state packets
  *   active → completed  loaded: the guest starts if the source's run state was live (or no
  *                       globalstate came) and autostart is on — SHUT 0 goes out after its
  *                       devices accepted their state, before any vCPU runs; else it takes the
@@ -24,9 +26,14 @@ import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoSource, SocketAddressInfo } from './info.ts';
 import { describeHandlerFailures } from './migration.ts';
+import { TARGET_PAGE_SIZE } from '../memory/page.ts';
+import { acceptChannels } from './multifd/accept.ts';
+import { MultifdRecvState } from './multifd/recv.ts';
+import type { MultifdRamSink } from './multifd/recv.ts';
+import { multifdDeviceStateSupported } from './options/index.ts';
 import type { MigrationOptions } from './options/index.ts';
 import { localConfiguration } from './savevm/configuration.ts';
-import { LoadVMState } from './savevm/load.ts';
+import { LoadVMState, loadStateBuffer } from './savevm/load.ts';
 import type { LoadObserver } from './savevm/load.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
 import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
@@ -34,12 +41,18 @@ import { watchChannelEnd } from './transport/peer-close.ts';
 import type { ChannelEnd } from './transport/peer-close.ts';
 import { MigrationStatus, migrationIsFinished } from './status.ts';
 import { putRpShut } from './stream/index.ts';
+import type { QEMUFileReader } from './stream/index.ts';
 import {
   migrationTlsServer,
   listen as transportListen,
   toMigrationUri,
 } from './transport/index.ts';
-import type { MigrationConnection, MigrationListener, MigrationUri } from './transport/index.ts';
+import type {
+  MigrationChannelId,
+  MigrationConnection,
+  MigrationListener,
+  MigrationUri,
+} from './transport/index.ts';
 
 const S = MigrationStatus;
 
@@ -78,6 +91,12 @@ export interface MigrationIncomingDeps {
   readonly reportRefused?: (message: string) => void;
   /** Sees the load section by section (the fault layer, faults/plan.ts); none by default. */
   readonly loadObserver?: LoadObserver;
+  /** Told what each accepted connection turned out to be (the fault layer); none by default. */
+  readonly channelIdentified?: (conn: MigrationConnection, channel: MigrationChannelId) => void;
+  /** Where RAM packets of multifd channels land (the RAM entry's loader). */
+  readonly multifdRam?: MultifdRamSink;
+  /** This VM's UUID (QEMU's -uuid), which every multifd handshake must carry; default zeros. */
+  readonly uuid?: Uint8Array;
 }
 
 export interface IncomingStartOptions {
@@ -110,6 +129,11 @@ export class MigrationIncomingState implements MigrationInfoSource {
   #exitOnError: boolean;
   #listener: MigrationListener | null = null;
   #conn: MigrationConnection | null = null;
+  /** The multifd channels of the migration in progress, with the capability. */
+  #multifd: MultifdRecvState | null = null;
+  #load: LoadVMState | null = null;
+  /** Aborts waiting for the channels (a multifd channel failed meanwhile). */
+  #acceptAbort = new AbortController();
   /** SHUT 0 went out before the guest started. */
   #shutSent = false;
   readonly #abort = new AbortController();
@@ -153,6 +177,11 @@ export class MigrationIncomingState implements MigrationInfoSource {
       throw new Error("'-incoming' was not specified on the command line");
     }
     const target = toMigrationUri(uri);
+    if (target.transport === 'file' && this.#deps.options.capability('multifd')) {
+      throw new Error(
+        'multifd on a file: URI needs the mapped-ram capability, which is not supported here',
+      );
+    }
     const tls = migrationTlsServer(
       this.#deps.objects,
       this.#deps.options.parameters,
@@ -184,6 +213,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
   async close(): Promise<void> {
     this.#abort.abort(new Error('incoming migration closed'));
     this.#conn?.destroy(new Error('incoming migration closed'));
+    this.#multifd?.destroy(new Error('incoming migration closed'));
     await this.#listener?.close();
     await this.#finished;
   }
@@ -199,26 +229,62 @@ export class MigrationIncomingState implements MigrationInfoSource {
 
   async #run(listener: MigrationListener): Promise<MigrationStatus> {
     let conn: MigrationConnection;
+    let file: QEMUFileReader;
     try {
-      // One main channel; the listener closes once it arrived.
-      conn = await listener.accept(this.#abort.signal);
+      // The listener closes once every channel arrived.
+      ({ conn, file } = await this.#accept(listener));
     } catch (err) {
       await listener.close();
-      this.#error = err instanceof Error ? err : new Error(String(err));
+      this.#multifd?.destroy(asError(err));
+      this.#error = asError(err);
       this.#setStatus(S.SETUP, S.FAILED);
       return this.#status;
     }
     await listener.close();
     this.#conn = conn;
-    await this.#process(conn);
+    await this.#process(conn, file);
     return this.#status;
   }
 
+  /** The main channel, and with multifd every multifd channel too. */
+  async #accept(
+    listener: MigrationListener,
+  ): Promise<{ conn: MigrationConnection; file: QEMUFileReader }> {
+    const identified = this.#deps.channelIdentified ?? (() => undefined);
+    const { options } = this.#deps;
+    if (!options.capability('multifd')) {
+      const conn = await listener.accept(this.#abort.signal);
+      identified(conn, 'main');
+      return { conn, file: conn.openReader() };
+    }
+    const ram = this.#deps.multifdRam;
+    if (ram === undefined) throw new Error('multifd: this VM has no RAM loader for its channels');
+    const recv = new MultifdRecvState({
+      channels: options.parameters['multifd-channels'],
+      uuid: this.#deps.uuid ?? Buffer.alloc(16),
+      pageSize: TARGET_PAGE_SIZE,
+      ram,
+      deviceState: (idstr, instanceId, data) =>
+        loadStateBuffer(this.#deps.registry, idstr, instanceId, data),
+      onError: (err) => this.#multifdFailed(err),
+    });
+    this.#multifd = recv;
+    this.#acceptAbort = new AbortController();
+    const signal = AbortSignal.any([this.#abort.signal, this.#acceptAbort.signal]);
+    return acceptChannels(listener, signal, recv, identified);
+  }
+
+  /** A multifd channel broke: the load (or the wait for the channels) fails with its error. */
+  #multifdFailed(err: Error): void {
+    if (this.#load !== null) this.#load.abort(err);
+    else this.#acceptAbort.abort(err);
+  }
+
   /** `process_incoming_migration_co` + `process_incoming_migration_bh`. */
-  async #process(conn: MigrationConnection): Promise<void> {
+  async #process(conn: MigrationConnection, file: QEMUFileReader): Promise<void> {
     const { registry, options, machineType, runControl } = this.#deps;
     this.#setStatus(S.SETUP, S.ACTIVE);
-    const file = conn.openReader();
+    const multifd = this.#multifd;
     const load = new LoadVMState({
       registry,
       file,
@@ -229,14 +295,19 @@ export class MigrationIncomingState implements MigrationInfoSource {
         ? () => conn.openWriter({ chunkSize: RETURN_PATH_CHUNK })
         : null,
       observer: this.#deps.loadObserver,
+      multifdDeviceState: multifdDeviceStateSupported(options),
+      sendSwitchoverStart: options.properties['send-switchover-start'],
+      multifdRecvSync: multifd === null ? undefined : () => multifd.syncMain(),
     });
+    this.#load = load;
     const channelEnd = watchChannelEnd(conn);
     let loading = true;
     const watchdog = stallWatchdog(options.parameters['x-stall-timeout'], (err) =>
       conn.destroy(err),
     );
+    // Bytes on the multifd channels are progress too: the main channel is quiet meanwhile.
     watchdog?.watch('nothing received from the source', () =>
-      loading && file.available() === 0 ? file.offset : null,
+      loading && file.available() === 0 ? file.offset + (multifd?.bytesReceived ?? 0) : null,
     );
     if (conn.writable !== null) {
       watchdog?.watch('the source reads nothing of the return path', drainProgress(conn.writable));
@@ -244,6 +315,8 @@ export class MigrationIncomingState implements MigrationInfoSource {
     try {
       await load.load();
       loading = false;
+      // The source closes its multifd channels once the migration is over: no longer a loss.
+      multifd?.finish();
       const received = this.#deps.globalState?.received() ?? null;
       if (received === null || runStateIsLive(received)) {
         if (this.#deps.autostart ?? true) await this.#startGuest(load, channelEnd);
@@ -310,8 +383,10 @@ export class MigrationIncomingState implements MigrationInfoSource {
     if (this.#exitOnError) (this.#deps.exit ?? ((code) => process.exit(code)))(1);
   }
 
-  /** `migration_incoming_state_destroy`: load_cleanup, SHUT, the channel closed. */
+  /** `migration_incoming_state_destroy`: load_cleanup, SHUT, the channels closed. */
   async #destroy(load: LoadVMState, failed: boolean): Promise<void> {
+    this.#load = null;
+    if (failed) this.#multifd?.destroy(this.#error ?? new Error('incoming migration failed'));
     for (const err of await load.cleanup()) this.#warnings.push(err.message);
     const rp = load.returnPath;
     if (rp !== null && !this.#shutSent) {
@@ -322,13 +397,16 @@ export class MigrationIncomingState implements MigrationInfoSource {
         this.#warnings.push(`sending SHUT: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    const multifd = this.#multifd;
+    this.#multifd = null;
     if (failed && rp === null) {
       // Nothing to deliver: drop the channel, the source sees it fail.
       this.#conn?.destroy();
+      await multifd?.close(false);
       return;
     }
     // A graceful close lets SHUT reach the source before the socket goes away.
-    await this.#conn?.close(CLOSE_TIMEOUT_MS);
+    await Promise.all([this.#conn?.close(CLOSE_TIMEOUT_MS), multifd?.close(!failed)]);
   }
 
   #setStatus(from: MigrationStatus, to: MigrationStatus): void {

@@ -5,15 +5,18 @@
  * `migrate(uri)` checks and initialises synchronously, then the migration "thread" runs as an
  * async loop on the event loop, yielding between passes so QMP is never starved:
  *
- *   connect, rate limit = max-bandwidth, return path, 'precopy-setup' notifiers
+ *   connect, rate limit = max-bandwidth, return path, the multifd channels (with the
+ *         capability), 'precopy-setup' notifiers
  *   header, START sections; setup → active
  *   loop: estimate (then exact) pending; switch over when it fits the threshold and the
  *         switchover is acked (if asked); else one iterate pass; at each 100 ms window end
  *         measure the bandwidth, threshold = bandwidth × downtime-limit; sleep when the
  *         window's budget is spent
  *   switchover: downtime starts, VM stopped (finish-migrate), [pre-switchover, wait for
- *         migrate-continue], device, SWITCHOVER_START, END/FULL/EOF/vmdesc, wait for the
- *         destination's SHUT; downtime ends; completed → postmigrate
+ *         migrate-continue], device, SWITCHOVER_START, END/FULL/EOF/vmdesc (with multifd
+ *         device state, each device's precopy-thread job sends its state on the multifd
+ *         channels meanwhile), wait for the destination's SHUT; downtime ends; completed →
+ *         postmigrate
  *   on failure or cancel: the guest is restarted if it was running, every save_cleanup runs,
  *         then the 'precopy-failed' notifiers. Nothing of the guest is lost.
  *
@@ -38,8 +41,9 @@ import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoProvider, MigrationInfoSource } from './info.ts';
 import { MigrationStats } from './migration-stats.ts';
+import { MultifdSendState } from './multifd/send.ts';
 import type { MigrationNotifiers } from './notifiers.ts';
-import { NOT_RUN_CAPABILITIES } from './options/index.ts';
+import { NOT_RUN_CAPABILITIES, multifdDeviceStateSupported } from './options/index.ts';
 import type { MigrationCapability, MigrationOptions } from './options/index.ts';
 import type { RamSaveEnvironment } from './ram/save.ts';
 import { BUFFER_DELAY, RateLimiter } from './rate-limit.ts';
@@ -47,6 +51,7 @@ import { sourceConfiguration } from './savevm/configuration.ts';
 import type { SaveContext } from './savevm/handlers.ts';
 import type { SaveVMRegistry } from './savevm/registry.ts';
 import { SaveVMState, hookError, saveStateCleanup } from './savevm/save.ts';
+import type { SaveVMOptions } from './savevm/save.ts';
 import { SourceReturnPath } from './source-return-path.ts';
 import { drainProgress, stallWatchdog } from './stall-watchdog.ts';
 import type { StallWatchdog } from './stall-watchdog.ts';
@@ -64,7 +69,7 @@ import {
   connect as transportConnect,
   toMigrationUri,
 } from './transport/index.ts';
-import type { MigrationConnection, MigrationUri } from './transport/index.ts';
+import type { MigrationChannelId, MigrationConnection, MigrationUri } from './transport/index.ts';
 
 const S = MigrationStatus;
 
@@ -81,8 +86,23 @@ export interface MigrationStateDeps {
   /** `global_state_store` at the switchover (absent: no globalstate entry). */
   readonly globalState?: GlobalState;
   readonly clock?: MigrationClock;
-  /** Opens the outgoing channel; default the tcp/unix/file transports. */
-  readonly connect?: (uri: MigrationUri, signal: AbortSignal) => Promise<MigrationConnection>;
+  /** Opens an outgoing channel (main or multifd); default the tcp/unix/file transports. */
+  readonly connect?: (
+    uri: MigrationUri,
+    signal: AbortSignal,
+    channel: MigrationChannelId,
+  ) => Promise<MigrationConnection>;
+  /** The VM's UUID (QEMU's -uuid), in every multifd handshake; default all zeros. */
+  readonly uuid?: Uint8Array;
+  /**
+   * Sees each device-state packet before it is queued and returns what to queue instead (the
+   * fault layer); none by default.
+   */
+  readonly deviceStatePackets?: (
+    idstr: string,
+    instanceId: number,
+    packet: Uint8Array,
+  ) => readonly Uint8Array[];
   /** How long the switchover waits for the destination's SHUT (ms); default 2 × x-stall-timeout. */
   readonly returnPathTimeoutMs?: number;
   /** Where tls-creds is looked up (QEMU's /objects). */
@@ -118,6 +138,8 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   #abort = new AbortController();
   #conn: MigrationConnection | null = null;
   #file: QEMUFileWriter | null = null;
+  /** The multifd channels of this migration (`multifd_send_state`). */
+  #multifd: MultifdSendState | null = null;
   #rp: SourceReturnPath | null = null;
   #continueWaiter: (() => void) | null = null;
   #watchdog: StallWatchdog | null = null;
@@ -182,6 +204,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     return this.#finished;
   }
 
+  /** The multifd channels while a migration with the capability runs, else null. */
+  get multifdSend(): MultifdSendState | null {
+    return this.#multifd;
+  }
+
   /** `runstate_is_running`. */
   guestRunning(): boolean {
     return this.#deps.runControl.isRunning();
@@ -204,6 +231,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
    */
   migrate(uri: string | MigrationUri): void {
     const target = toMigrationUri(uri);
+    if (target.transport === 'file' && this.options.capability('multifd')) {
+      throw new Error(
+        'multifd on a file: URI needs the mapped-ram capability, which is not supported here',
+      );
+    }
     this.#prepare();
     this.#init();
     this.#finished = this.#thread(target);
@@ -217,6 +249,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#wakeContinue();
     this.#abort.abort(new Error('migration cancelled'));
     this.#conn?.destroy(new Error('migration cancelled'));
+    this.#multifd?.destroy(new Error('migration cancelled'));
   }
 
   /** `migrate-continue`: leaves `pre-switchover`. */
@@ -292,6 +325,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#abort = new AbortController();
     this.#conn = null;
     this.#file = null;
+    this.#multifd = null;
     this.#rp = null;
     this.#continueWaiter = null;
     this.#eofSent = false;
@@ -312,6 +346,8 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   #saveContext(): SaveContext {
     return {
       capability: (name) => this.options.capability(name as MigrationCapability) === true,
+      multifdDeviceState: () => multifdDeviceStateSupported(this.options),
+      sendSwitchoverStart: () => this.options.properties['send-switchover-start'],
       guestRunning: () => this.guestRunning(),
     };
   }
@@ -333,10 +369,10 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
 
   /** `migrate_fd_connect`. */
   async #connect(uri: MigrationUri): Promise<void> {
-    const open = this.#deps.connect ?? ((u, signal) => transportConnect(u, { signal }));
+    const connect = this.#deps.connect ?? ((u, signal) => transportConnect(u, { signal }));
     // TLS credentials are resolved before connecting; the handshake precedes any state.
     const tls = migrationTlsClient(this.#deps.objects, this.options.parameters, uri);
-    let conn = await open(uri, this.#abort.signal);
+    let conn = await connect(uri, this.#abort.signal, 'main');
     this.#conn = conn;
     if (tls !== null) this.#conn = conn = await tls(conn, this.#abort.signal);
     if (this.#status !== S.SETUP) return;
@@ -357,6 +393,26 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       this.#rp = rp;
       rp.done.catch((err: unknown) => this.#channelFailed(err));
     }
+    if (this.options.capability('multifd')) {
+      const signal = this.#abort.signal;
+      this.#multifd = await MultifdSendState.setup({
+        channels: this.options.parameters['multifd-channels'],
+        uuid: this.#deps.uuid ?? Buffer.alloc(16),
+        pageSize: TARGET_PAGE_SIZE,
+        // Each channel is upgraded to TLS on its own, as QEMU's multifd_tls_channel_connect.
+        open: async (id) => {
+          const c = await connect(uri, signal, id);
+          return tls === null ? c : tls(c, signal);
+        },
+        onBytes: (n) => (this.stats.multifdBytes += n),
+        onError: (err) => this.#channelFailed(err),
+      });
+      if (this.#status !== S.SETUP) return;
+      this.#multifd.connections.forEach((c, id) => {
+        if (c.writable === null) return;
+        this.#watchdog?.watch(`multifd channel ${id} takes no data`, drainProgress(c.writable));
+      });
+    }
     const errors = await this.#deps.notifiers.notify('precopy-setup');
     if (errors.length > 0) {
       throw new Error(`migration notifier refused: ${errors.map((e) => e.message).join('; ')}`);
@@ -374,6 +430,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       configuration: sourceConfiguration(this.#deps.machineType, this.options),
       sendSectionFooter: this.options.properties['send-section-footer'],
       pageSize: TARGET_PAGE_SIZE,
+      queueDeviceState: this.#queueDeviceState(),
     });
     this.#updateIterationInitialStatus();
     const setupStart = this.clock.now();
@@ -390,6 +447,20 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       await this.#rateLimit();
       await yieldToEventLoop();
     }
+  }
+
+  /**
+   * `multifd_queue_device_state`, when device state may go over the multifd channels; each
+   * packet passes the fault layer's filter first, if there is one.
+   */
+  #queueDeviceState(): SaveVMOptions['queueDeviceState'] {
+    const channels = this.#multifd;
+    if (channels === null || !multifdDeviceStateSupported(this.options)) return undefined;
+    const filter = this.#deps.deviceStatePackets;
+    if (filter === undefined) return (idstr, id, p) => channels.queueDeviceState(idstr, id, p);
+    return async (idstr, id, packet) => {
+      for (const p of filter(idstr, id, packet)) await channels.queueDeviceState(idstr, id, p);
+    };
   }
 
   /** `migration_iteration_run`: true once the switchover ran (the loop ends). */
@@ -590,6 +661,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#watchdog = null;
     for (const err of await saveStateCleanup(this.#deps.registry)) this.#warnings.push(err.message);
     this.#rp?.close();
+    await this.#multifd?.shutdown(this.#status === S.COMPLETED);
     await this.#closeChannel();
     if (this.#status === S.CANCELLING) this.#setStatus(S.CANCELLING, S.CANCELLED);
     const event = migrationHasFailed(this.#status) ? 'precopy-failed' : 'precopy-done';
@@ -629,6 +701,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     if (!migrationIsRunning(this.#status) || this.#status === S.CANCELLING) return;
     this.#error ??= asError(err);
     this.#conn?.destroy(this.#error);
+    this.#multifd?.destroy(this.#error);
     this.#wakeContinue();
   }
 

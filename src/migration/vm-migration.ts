@@ -39,12 +39,20 @@ export interface VmMigrationDeps {
   /** false is QEMU's -S (the incoming guest stays paused). */
   readonly autostart?: boolean;
   readonly clock?: MigrationClock;
-  /** Extra knobs of each side (channel factories, timeouts, exit-on-error, a load observer). */
-  readonly outgoing?: Pick<MigrationStateDeps, 'connect' | 'returnPathTimeoutMs'>;
+  /**
+   * Extra knobs of each side (channel factories, timeouts, exit-on-error, the fault layer's
+   * seams).
+   */
+  readonly outgoing?: Pick<
+    MigrationStateDeps,
+    'connect' | 'returnPathTimeoutMs' | 'deviceStatePackets'
+  >;
   readonly incoming?: Pick<
     MigrationIncomingDeps,
-    'listen' | 'exitOnError' | 'exit' | 'reportRefused' | 'loadObserver'
+    'listen' | 'exitOnError' | 'exit' | 'reportRefused' | 'loadObserver' | 'channelIdentified'
   >;
+  /** The VM's UUID (QEMU's -uuid), carried by every multifd handshake; default all zeros. */
+  readonly uuid?: Uint8Array;
   /** The VM's user-created objects, where tls-creds and tls-authz are found. */
   readonly objects?: UserObjects;
 }
@@ -80,6 +88,7 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
     globalState,
     clock: deps.clock,
     objects: deps.objects,
+    uuid: deps.uuid,
   });
   // QEMU's order: "timer" takes section id 0. A QEMU destination finds the entry of a PART
   // or END section by its id, and entries it never bound all answer to 0; an iterative entry
@@ -97,6 +106,8 @@ export function createVmMigration(deps: VmMigrationDeps): VmMigration {
     globalState,
     autostart: deps.autostart,
     objects: deps.objects,
+    uuid: deps.uuid,
+    multifdRam: ram.load,
   });
   return {
     options,

@@ -53,7 +53,7 @@ test('migrate-set-capabilities: implemented ones switch, others and bad sets are
     message: 'Background-snapshot is not compatible with return-path',
   });
   // Switching an unsupported one off is harmless.
-  o.setCapabilities([{ capability: 'multifd', state: false }]);
+  o.setCapabilities([{ capability: 'xbzrle', state: false }]);
   assert.throws(() => o.setCapabilities([{ capability: 'bogus' as 'events', state: true }]), {
     message: "Parameter 'capability' does not accept value 'bogus'",
   });

@@ -124,24 +124,49 @@ export function mig(vm: TestVm, id: string): VFIOMigration {
   return m;
 }
 
+/** What the core answers for the multifd questions, given the capabilities on. */
+function multifdAnswers(caps: readonly string[]) {
+  return {
+    multifdDeviceState: () => caps.includes('multifd'),
+    sendSwitchoverStart: () => true,
+  };
+}
+
 export function saveCtx(caps: readonly string[] = [], running = () => true): SaveContext {
-  return { capability: (name) => caps.includes(name), guestRunning: running };
+  return {
+    capability: (name) => caps.includes(name),
+    guestRunning: running,
+    ...multifdAnswers(caps),
+  };
 }
 
 export interface TestLoadContext extends LoadContext {
   approvals: number;
+  /** The load threads started, by name. */
+  threads: Map<string, Promise<void>>;
+  /** Aborts every load thread (the load failed elsewhere). */
+  abortThreads: AbortController;
 }
 
 /** A LoadContext counting approvals; `pending` approvals are allowed before one is spurious. */
 export function loadCtx(caps: readonly string[] = [], pending = 1): TestLoadContext {
   const ctx: TestLoadContext = {
     approvals: 0,
+    threads: new Map(),
+    abortThreads: new AbortController(),
     capability: (name) => caps.includes(name),
+    ...multifdAnswers(caps),
     approveSwitchover: () => {
       if (ctx.approvals >= pending) return Promise.reject(new Error('no switchover ack pending'));
       ctx.approvals++;
       return Promise.resolve();
     },
+    startLoadThread: (name, job) => {
+      const running = job(ctx.abortThreads.signal);
+      running.catch(() => undefined);
+      ctx.threads.set(name, running);
+    },
+    multifdRecvSync: () => Promise.resolve(),
   };
   return ctx;
 }

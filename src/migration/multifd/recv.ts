@@ -113,6 +113,13 @@ export class MultifdRecvState {
     return this.#created;
   }
 
+  /** Bytes read so far on every channel (handshakes included). */
+  get bytesReceived(): number {
+    let n = 0;
+    for (const c of this.#channels) n += c?.f.offset ?? 0;
+    return n;
+  }
+
   /** Each channel's figures, in id order (channels not arrived yet left out). */
   get stats(): readonly RecvChannelStats[] {
     return this.#channels.flatMap((c) => (c === undefined ? [] : [c.stats]));

@@ -35,6 +35,7 @@ export const IMPLEMENTED_CAPABILITIES: ReadonlySet<MigrationCapability> = new Se
   'events',
   'return-path',
   'pause-before-switchover',
+  'multifd',
   'switchover-ack',
 ]);
 

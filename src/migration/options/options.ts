@@ -25,6 +25,9 @@ import type { MigrationProperties } from './properties.ts';
 /** Returns why options cannot change now (QEMU's message), or null. */
 export type OptionsGuard = () => string | null;
 
+/** Returns why capabilities cannot become `next` now (QEMU's message), or null. */
+export type CapabilityGuard = (next: CapabilitySet, current: CapabilitySet) => string | null;
+
 export type ParametersListener = (params: Readonly<MigrationParameters>) => void;
 
 export interface MigrationOptionsInit {
@@ -38,6 +41,7 @@ export class MigrationOptions {
   #caps: Record<MigrationCapability, boolean> = noCapabilities();
   #params: MigrationParameters = { ...DEFAULT_MIGRATION_PARAMETERS };
   readonly #guards: OptionsGuard[] = [];
+  readonly #capabilityGuards: CapabilityGuard[] = [];
   readonly #listeners: ParametersListener[] = [];
 
   constructor(init: MigrationOptionsInit = {}) {
@@ -85,6 +89,15 @@ export class MigrationOptions {
     };
   }
 
+  /** Registers a check of each capability change; returns the function that removes it. */
+  addCapabilityGuard(guard: CapabilityGuard): () => void {
+    this.#capabilityGuards.push(guard);
+    return () => {
+      const i = this.#capabilityGuards.indexOf(guard);
+      if (i >= 0) this.#capabilityGuards.splice(i, 1);
+    };
+  }
+
   /** Called after every committed `migrate-set-parameters` (a running migration applies it). */
   onParametersChanged(listener: ParametersListener): () => void {
     this.#listeners.push(listener);
@@ -114,7 +127,10 @@ export class MigrationOptions {
       }
       next[capability] = state;
     }
-    const problem = capabilitiesProblem(next);
+    const problem =
+      capabilitiesProblem(next) ??
+      this.#capabilityGuards.map((g) => g(next, this.#caps)).find((p) => p !== null) ??
+      null;
     if (problem !== null) throw new Error(problem);
     this.#caps = next;
   }
@@ -132,4 +148,16 @@ export class MigrationOptions {
       if (problem !== null) throw new Error(problem);
     }
   }
+}
+
+/**
+ * `multifd_device_state_supported`: device state may travel on the multifd channels —
+ * multifd on, no mapped-ram, no compression (qemu-migration.md §4.1).
+ */
+export function multifdDeviceStateSupported(o: MigrationOptions): boolean {
+  return (
+    o.capability('multifd') &&
+    !o.capability('mapped-ram') &&
+    o.parameters['multifd-compression'] === 'none'
+  );
 }

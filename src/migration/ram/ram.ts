@@ -4,7 +4,7 @@
  * (qemu-migration.md §1.1).
  */
 import type { GuestMemory } from '../../memory/guest-memory.ts';
-import type { PendingSizes, RateLimit, SaveVMHandlers } from '../savevm/handlers.ts';
+import type { LoadContext, PendingSizes, RateLimit, SaveVMHandlers } from '../savevm/handlers.ts';
 import type { SaveVMRegistry } from '../savevm/registry.ts';
 import type { QEMUFileReader, QEMUFileWriter } from '../stream/index.ts';
 import { RAM_SECTION_IDSTR, RAM_SECTION_VERSION_ID } from './format.ts';
@@ -54,8 +54,8 @@ export class RamHandler implements SaveVMHandlers {
     return this.save.cleanup();
   }
 
-  loadSetup(): Promise<void> {
-    this.load.setup();
+  loadSetup(ctx?: LoadContext): Promise<void> {
+    this.load.setup(ctx === undefined ? undefined : () => ctx.multifdRecvSync());
     return Promise.resolve();
   }
 

@@ -20,22 +20,42 @@ export interface RateLimit {
   exceeded(): boolean;
 }
 
-/** What a save hook may ask of the migration in progress. */
-export interface SaveContext {
+/** What both sides' hooks may ask of the migration. */
+export interface MigrationContext {
   /** Capability on? (`migrate_switchover_ack()`, `migrate_multifd()`, ...). */
   capability(name: string): boolean;
+  /**
+   * `multifd_device_state_supported`: device state may travel on the multifd channels
+   * (multifd on, no mapped-ram, no compression; qemu-migration.md §4.1).
+   */
+  multifdDeviceState(): boolean;
+  /** The migration property `send-switchover-start` (`migrate_send_switchover_start`). */
+  sendSwitchoverStart(): boolean;
+}
+
+/** What a save hook may ask of the migration in progress. */
+export interface SaveContext extends MigrationContext {
   /** The guest is running (switchover-ack only holds the switchover while it runs). */
   guestRunning(): boolean;
 }
 
+/** A job of the load-thread pool: resolves when done; `signal` aborts when the load fails. */
+export type LoadThread = (signal: AbortSignal) => Promise<void>;
+
 /** What a load hook may ask of the incoming migration. */
-export interface LoadContext {
-  capability(name: string): boolean;
+export interface LoadContext extends MigrationContext {
   /**
    * `qemu_loadvm_approve_switchover`: an entry's initial data has arrived (VFIO's
    * DEV_INIT_DATA_SENT). Throws when no approval was pending (a spurious approval).
    */
   approveSwitchover(): Promise<void>;
+  /**
+   * `qemu_loadvm_start_load_thread`: runs `job` alongside the load; the load waits for every
+   * job after the main channel's EOF, and the first job to fail fails the load (§2.6, §4.5).
+   */
+  startLoadThread(name: string, job: LoadThread): void;
+  /** `multifd_recv_sync_main`: every multifd channel reached its SYNC (RAM's MULTIFD_FLUSH). */
+  multifdRecvSync(): Promise<void>;
 }
 
 /** A `save_complete_precopy_thread` job (multifd device state, §4.4). */
@@ -89,6 +109,6 @@ export interface SaveVMHandlers {
   loadCleanup?(): Promise<void>;
   /** `switchover_ack_needed` (8.1–11.0): counted after `loadSetup` with the capability on. */
   switchoverAckNeeded?(): boolean;
-  /** `switchover_start`: the main channel's SWITCHOVER_START command arrived. */
+  /** `switchover_start`: the main channel's SWITCHOVER_START command arrived (a load thread may start here). */
   switchoverStart?(): Promise<void>;
 }

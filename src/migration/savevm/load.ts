@@ -7,7 +7,11 @@
  *               version, let the entry parse its payload, check the footer
  *   PART/END    the entry bound by the START
  *   COMMAND     OPEN_RETURN_PATH, PING → PONG, SWITCHOVER_START; everything else is refused
- *   EOF         the end; the vmdesc that follows is read and discarded
+ *   EOF         the end; the load threads entries started (multifd device state, §4.5) are
+ *               waited for, then the vmdesc that follows is read and discarded
+ *
+ * The first load thread to fail, or an `abort` from outside (a multifd channel broke), fails
+ * the load at once: the other threads are told to stop and the main channel is let go of.
  *
  * Every error names the section (idstr, instance, section id) and the stream offset. Loading
  * changes guest state but never starts anything: what happens after is the caller's.
@@ -46,7 +50,7 @@ import type {
   SectionType,
 } from '../stream/index.ts';
 import type { MigrationCapability } from '../options/index.ts';
-import type { LoadContext } from './handlers.ts';
+import type { LoadContext, LoadThread } from './handlers.ts';
 import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
 import { hookError } from './save.ts';
 
@@ -72,6 +76,36 @@ export interface LoadVMOptions {
   /** Opens the return path on the same channel; null when the channel has none (file:). */
   readonly openReturnPath: (() => QEMUFileWriter) | null;
   readonly observer?: LoadObserver;
+  /** `multifd_device_state_supported()` on this side. */
+  readonly multifdDeviceState?: boolean;
+  /** The migration property `send-switchover-start`. */
+  readonly sendSwitchoverStart?: boolean;
+  /** `multifd_recv_sync_main`, with multifd channels. */
+  readonly multifdRecvSync?: () => Promise<void>;
+}
+
+/**
+ * `qemu_loadvm_load_state_buffer`: one device-state packet from a multifd channel, for the
+ * entry `idstr` / `instanceId` (qemu-migration.md §4.3), with QEMU's messages.
+ */
+export async function loadStateBuffer(
+  registry: SaveVMRegistry,
+  idstr: string,
+  instanceId: number,
+  data: Uint8Array,
+): Promise<void> {
+  const e = registry.find(idstr, instanceId);
+  if (e === undefined) {
+    throw new Error(`Unknown idstr ${idstr} or instance id ${instanceId} for load state buffer`);
+  }
+  if (e.handlers.loadStateBuffer === undefined) {
+    throw new Error(`idstr ${idstr} / instance ${instanceId} has no load state buffer operation`);
+  }
+  await e.handlers.loadStateBuffer(data);
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function sectionName(e: SaveStateEntry, sectionId: number): string {
@@ -100,6 +134,11 @@ export class LoadVMState {
   #rp: QEMUFileWriter | null = null;
   /** `switchover_ack_pending_num`. */
   #ackPending = 0;
+  /** The load-thread pool (`load_threads`). */
+  readonly #threads: Promise<void>[] = [];
+  readonly #threadAbort = new AbortController();
+  /** Why the load was aborted from a thread or from outside, if it was. */
+  #failure: Error | null = null;
   /** Things QEMU only reports (a missing vmdesc). */
   readonly warnings: string[] = [];
 
@@ -112,9 +151,14 @@ export class LoadVMState {
     this.#openReturnPath = opts.openReturnPath;
     this.#observer = opts.observer;
     this.#entries = opts.registry.entries();
+    const sync = opts.multifdRecvSync ?? (() => Promise.resolve());
     this.#ctx = {
       capability: (name) => opts.capability(name as MigrationCapability),
+      multifdDeviceState: () => opts.multifdDeviceState === true,
+      sendSwitchoverStart: () => opts.sendSwitchoverStart === true,
       approveSwitchover: () => this.#approveSwitchover(),
+      startLoadThread: (name, job) => this.#startLoadThread(name, job),
+      multifdRecvSync: sync,
     };
   }
 
@@ -128,17 +172,57 @@ export class LoadVMState {
     return this.#ackPending;
   }
 
-  /** `qemu_loadvm_state`: resolves once EOF (and the vmdesc) was read. */
+  /**
+   * `qemu_loadvm_state`: resolves once EOF was read, every load thread finished and the
+   * vmdesc was read.
+   */
   async load(): Promise<void> {
-    await this.#header();
-    await this.#setup();
-    if (this.#capability('switchover-ack')) {
-      for (const e of this.#entries) {
-        if (e.handlers.switchoverAckNeeded?.() === true) this.#ackPending++;
+    try {
+      await this.#header();
+      await this.#setup();
+      if (this.#capability('switchover-ack')) {
+        for (const e of this.#entries) {
+          if (e.handlers.switchoverAckNeeded?.() === true) this.#ackPending++;
+        }
       }
+      await this.#main();
+      await this.#waitLoadThreads();
+      await this.#skipVmdesc();
+    } catch (err) {
+      // What broke first is what the load failed of (a closed reader only follows from it).
+      throw this.#failure ?? err;
+    } finally {
+      if (this.#failure === null) this.#threadAbort.abort(new Error('operation cancelled'));
     }
-    await this.#main();
-    await this.#skipVmdesc();
+  }
+
+  /**
+   * Fails the load now (a multifd channel broke, a load thread failed): the load threads are
+   * told to stop (`load_threads_abort`) and the main channel is no longer read.
+   */
+  abort(err: Error): void {
+    if (this.#failure !== null) return;
+    this.#failure = err;
+    this.#threadAbort.abort(err);
+    this.#f.close();
+  }
+
+  #startLoadThread(name: string, job: LoadThread): void {
+    const running = job(this.#threadAbort.signal).catch((err: unknown) => {
+      const e = new Error(`load thread ${name} failed: ${message(err)}`, { cause: err });
+      this.abort(e);
+      throw e;
+    });
+    // Awaited after EOF; until then a failure acts through abort().
+    running.catch(() => undefined);
+    this.#threads.push(running);
+  }
+
+  /** `qemu_loadvm_thread_pool_wait`: every load thread, after the main channel's EOF. */
+  async #waitLoadThreads(): Promise<void> {
+    const results = await Promise.allSettled(this.#threads);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** `qemu_loadvm_state_cleanup`: every entry's load_cleanup; the failures, none skipped. */

@@ -7,6 +7,17 @@ import { finished } from 'node:stream/promises';
 import { QEMUFileReader, QEMUFileWriter, writableSink } from '../stream/index.ts';
 import type { ReaderOptions, WriterOptions } from '../stream/index.ts';
 
+/**
+ * Which channel of a migration a connection is: the main one (the stream and its return
+ * path) or multifd channel N (qemu-migration.md §4.3).
+ */
+export type MigrationChannelId = 'main' | number;
+
+/** "the main channel", "multifd channel 2". */
+export function describeChannel(channel: MigrationChannelId): string {
+  return channel === 'main' ? 'the main channel' : `multifd channel ${channel}`;
+}
+
 export interface ConnectionParts {
   description: string;
   readable: Readable | null;
