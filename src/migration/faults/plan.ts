@@ -6,13 +6,18 @@
  * while channel faults are armed gets a FaultChannel in front of its socket, and each fault
  * becomes a tripwire on it (a byte count, or the side's phase).
  *
- * A channel fault belongs to the next channel its side opens (or the one open now) and fires
- * at most once; one that never fired expires with its channel. A load fault fires in the
- * incoming migration's load.
+ * A channel fault belongs to the next channel its side opens with its id — the main channel,
+ * or multifd channel N — (or the one open now) and fires at most once; one that never fired
+ * expires with its channel. The source knows a channel's id when it opens it; the destination
+ * only once the channel's first bytes said which it is (`channelIdentified`), so while a
+ * channel fault is armed for it every accepted connection gets a proxy, which does nothing
+ * until a fault is installed on it. A load fault fires in the incoming migration's load; a
+ * packet fault in the source's queue of multifd device-state packets (`deviceStatePackets`).
  */
 import type { Socket } from 'node:net';
 import type { MigrationIncomingState } from '../incoming.ts';
 import type { MigrationState } from '../migration.ts';
+import type { MigrationOptions } from '../options/index.ts';
 import type { LoadObserver } from '../savevm/load.ts';
 import { MigrationStatus, migrationIsRunning } from '../status.ts';
 import {
@@ -22,10 +27,19 @@ import {
   QEMU_VM_SECTION_START,
 } from '../stream/index.ts';
 import type { SectionType } from '../stream/index.ts';
+import {
+  VFIO_DEVICE_STATE_PACKET_HDR_SIZE,
+  VFIO_DEVICE_STATE_PACKET_VER_CURRENT,
+} from '../stream/multifd-constants.ts';
 import { faultConnection } from '../transport/fault-channel.ts';
 import type { FaultChannel } from '../transport/fault-channel.ts';
 import { connect as transportConnect, listen as transportListen } from '../transport/index.ts';
-import type { MigrationConnection, MigrationListener, MigrationUri } from '../transport/index.ts';
+import type {
+  MigrationChannelId,
+  MigrationConnection,
+  MigrationListener,
+  MigrationUri,
+} from '../transport/index.ts';
 import { FAULT_PHASES, FaultPhase, checkFaultSpec, describeFault } from './spec.ts';
 import type {
   ChannelFaultSpec,
@@ -33,6 +47,7 @@ import type {
   LoadFaultSpec,
   LoadSectionType,
   MigrationFaultSpec,
+  PacketFaultSpec,
 } from './spec.ts';
 
 export type FaultState = 'armed' | 'fired' | 'expired' | 'cleared';
@@ -46,7 +61,7 @@ export interface FaultRecord {
   firedAt: { phase: FaultPhase | null; bytesIn: number; bytesOut: number } | null;
   /** The channel it was installed on, once one opened. */
   channel: FaultChannel | null;
-  /** Load faults: matching sections seen so far. */
+  /** Load and packet faults: matching sections or packets seen so far. */
   seen: number;
 }
 
@@ -59,6 +74,8 @@ export interface FaultPlanOptions {
 export interface FaultPlanTarget {
   readonly outgoing: Pick<MigrationState, 'status' | 'eofSent'>;
   readonly incoming: Pick<MigrationIncomingState, 'status'>;
+  /** Without multifd a destination's one connection is its main channel. */
+  readonly options?: Pick<MigrationOptions, 'capability'>;
 }
 
 interface OpenChannel {
@@ -91,10 +108,22 @@ function later(a: FaultPhase | null, b: FaultPhase): FaultPhase {
   return a !== null && FAULT_PHASES.indexOf(a) > FAULT_PHASES.indexOf(b) ? a : b;
 }
 
+/** Where a channel fault acts: a side and a channel of it. */
+function channelKey(side: FaultSide, channel: MigrationChannelId): string {
+  return `${side}/${channel}`;
+}
+
+function channelOf(spec: ChannelFaultSpec): MigrationChannelId {
+  return spec.channel ?? 'main';
+}
+
 export class MigrationFaultPlan {
   readonly #kill: () => void;
   readonly #records: FaultRecord[] = [];
-  readonly #open: Record<FaultSide, OpenChannel | null> = { outgoing: null, incoming: null };
+  /** The channels open on each side, by channelKey. */
+  readonly #open = new Map<string, OpenChannel>();
+  /** Incoming connections accepted but not yet identified, with their proxy if they got one. */
+  readonly #unidentified = new Map<MigrationConnection, FaultChannel | null>();
   #target: FaultPlanTarget | null = null;
   #incomingPhase: FaultPhase | null = null;
   #nextId = 1;
@@ -109,17 +138,56 @@ export class MigrationFaultPlan {
   }
 
   /** `outgoing.connect` for createVmMigration. */
-  readonly connect = async (uri: MigrationUri, signal: AbortSignal): Promise<MigrationConnection> =>
-    this.#opened('outgoing', await transportConnect(uri, { signal }));
+  readonly connect = async (
+    uri: MigrationUri,
+    signal: AbortSignal,
+    channel: MigrationChannelId = 'main',
+  ): Promise<MigrationConnection> =>
+    this.#opened('outgoing', channel, await transportConnect(uri, { signal }));
 
   /** `incoming.listen` for createVmMigration. */
   readonly listen = async (uri: MigrationUri): Promise<MigrationListener> => {
     const l = await transportListen(uri);
     return {
       uri: l.uri,
-      accept: async (signal) => this.#opened('incoming', await l.accept(signal)),
+      accept: async (signal) => this.#accepted(await l.accept(signal)),
       close: () => l.close(),
     };
+  };
+
+  /** `incoming.channelIdentified` for createVmMigration. */
+  readonly channelIdentified = (conn: MigrationConnection, channel: MigrationChannelId): void => {
+    // Without multifd the connection was taken for the main channel when accepted.
+    if (!this.#unidentified.has(conn)) return;
+    const proxy = this.#unidentified.get(conn) ?? null;
+    this.#unidentified.delete(conn);
+    if (channel === 'main') this.#incomingPhase = FaultPhase.SETUP;
+    this.#install('incoming', channel, conn, proxy);
+  };
+
+  /**
+   * `outgoing.deviceStatePackets` for createVmMigration: what goes on the multifd channels
+   * instead of `packet` — itself, unless a packet fault fires on it.
+   */
+  readonly deviceStatePackets = (
+    idstr: string,
+    _instanceId: number,
+    packet: Uint8Array,
+  ): readonly Uint8Array[] => {
+    for (const f of this.#records) {
+      if (f.state !== 'armed' || f.spec.type !== 'packet') continue;
+      const spec: PacketFaultSpec = f.spec;
+      if (spec.section !== undefined && spec.section !== idstr) continue;
+      if (++f.seen < (spec.nth ?? 1)) continue;
+      this.#markFired(f, 'outgoing');
+      if (spec.action === 'duplicate') return [packet, packet];
+      const bad = Buffer.from(packet);
+      if (bad.length >= VFIO_DEVICE_STATE_PACKET_HDR_SIZE) {
+        bad.writeUInt32BE(VFIO_DEVICE_STATE_PACKET_VER_CURRENT + 1, 0);
+      }
+      return [bad];
+    }
+    return [packet];
   };
 
   /** `incoming.loadObserver` for createVmMigration: the destination's phases, load faults. */
@@ -180,14 +248,17 @@ export class MigrationFaultPlan {
       seen: 0,
     };
     if (spec.type === 'channel') {
-      const open = this.#liveChannel(spec.side);
-      if ('now' in spec.trigger && open === null) {
-        throw new Error(`no ${spec.side} migration channel is open`);
-      }
+      const channel = channelOf(spec);
+      const open = this.#liveChannel(spec.side, channel);
+      const name =
+        channel === 'main'
+          ? `${spec.side} migration channel`
+          : `${spec.side} multifd channel ${channel}`;
+      if ('now' in spec.trigger && open === null) throw new Error(`no ${name} is open`);
       if (open !== null && open.channel === null) {
         if (!('now' in spec.trigger) || spec.action === 'stall' || spec.action === 'delay') {
           throw new Error(
-            `the ${spec.side} channel was opened with no fault armed, so it has no fault ` +
+            `the ${name} was opened with no fault armed, so it has no fault ` +
               'proxy: arm byte, phase, stall and delay faults before the migration starts',
           );
         }
@@ -196,7 +267,7 @@ export class MigrationFaultPlan {
         return f;
       }
       this.#remember(f);
-      if (open?.channel) this.#install(f, open.channel);
+      if (open?.channel) this.#installFault(f, open.channel);
       return f;
     }
     this.#remember(f);
@@ -216,8 +287,8 @@ export class MigrationFaultPlan {
 
   // --- channels -----------------------------------------------------------------------------
 
-  #liveChannel(side: FaultSide): OpenChannel | null {
-    const open = this.#open[side];
+  #liveChannel(side: FaultSide, channel: MigrationChannelId): OpenChannel | null {
+    const open = this.#open.get(channelKey(side, channel)) ?? null;
     const t = this.#target;
     if (open === null || t === null) return null;
     const live =
@@ -227,26 +298,71 @@ export class MigrationFaultPlan {
     return live ? open : null;
   }
 
-  #opened(side: FaultSide, conn: MigrationConnection): MigrationConnection {
-    if (side === 'incoming') this.#incomingPhase = FaultPhase.SETUP;
+  /** Armed channel faults of `side`, for `channel` (any channel when absent). */
+  #armed(side: FaultSide, channel?: MigrationChannelId): FaultRecord[] {
+    return this.#records.filter(
+      (f) =>
+        f.state === 'armed' &&
+        f.spec.type === 'channel' &&
+        f.spec.side === side &&
+        (channel === undefined || channelOf(f.spec) === channel),
+    );
+  }
+
+  /** The source opened `channel`: a proxy in front of it if faults wait for it. */
+  #opened(
+    side: FaultSide,
+    channel: MigrationChannelId,
+    conn: MigrationConnection,
+  ): MigrationConnection {
+    const wanted = this.#armed(side, channel).some((f) => f.channel === null);
+    if (!wanted) {
+      this.#install(side, channel, conn, null);
+      return conn;
+    }
+    const { connection, channel: proxy } = faultConnection(conn);
+    this.#install(side, channel, connection, proxy);
+    return connection;
+  }
+
+  /**
+   * The destination accepted a connection. Without multifd it is the main channel; with it,
+   * which one it is shows later (`channelIdentified`), so it gets a proxy (idle until a fault
+   * is installed) if any channel fault may want it.
+   */
+  #accepted(conn: MigrationConnection): MigrationConnection {
+    if (this.#target?.options?.capability('multifd') !== true) {
+      this.#incomingPhase = FaultPhase.SETUP;
+      return this.#opened('incoming', 'main', conn);
+    }
+    if (!this.#armed('incoming').some((f) => f.channel === null)) {
+      this.#unidentified.set(conn, null);
+      return conn;
+    }
+    const { connection, channel } = faultConnection(conn);
+    this.#unidentified.set(connection, channel);
+    return connection;
+  }
+
+  /** `conn` is `channel` of `side` from now on: the faults waiting for it are installed. */
+  #install(
+    side: FaultSide,
+    channel: MigrationChannelId,
+    conn: MigrationConnection,
+    proxy: FaultChannel | null,
+  ): void {
     const pending: FaultRecord[] = [];
-    for (const f of this.#records) {
-      if (f.state !== 'armed' || f.spec.type !== 'channel' || f.spec.side !== side) continue;
+    for (const f of this.#armed(side, channel)) {
       // Installed on an earlier channel that ended without it firing.
       if (f.channel !== null) f.state = 'expired';
       else pending.push(f);
     }
-    if (pending.length === 0) {
-      this.#open[side] = { conn, channel: null };
-      return conn;
-    }
-    const { connection, channel } = faultConnection(conn);
-    this.#open[side] = { conn: connection, channel };
-    for (const f of pending) this.#install(f, channel);
-    return connection;
+    this.#open.set(channelKey(side, channel), { conn, channel: proxy });
+    if (proxy === null) return;
+    for (const f of pending) this.#installFault(f, proxy);
   }
 
-  #install(f: FaultRecord, channel: FaultChannel): void {
+  #installFault(f: FaultRecord, channel: FaultChannel): void {
     const spec = f.spec as ChannelFaultSpec;
     f.channel = channel;
     const fire = () => this.#fireOnChannel(f, spec, channel);
@@ -304,8 +420,10 @@ export class MigrationFaultPlan {
     const next = later(this.#incomingPhase, phase);
     if (next === this.#incomingPhase) return;
     this.#incomingPhase = next;
-    // A phase fault on the incoming channel fires here, before the loader reads on.
-    this.#open.incoming?.channel?.poll();
+    // A phase fault on an incoming channel fires here, before the loader reads on.
+    for (const [key, open] of this.#open) {
+      if (key.startsWith('incoming/')) open.channel?.poll();
+    }
   }
 
   #remember(f: FaultRecord): void {

@@ -2,9 +2,12 @@
  * What the fault layer can do to a migration, and when (not in QEMU: a test and operations
  * aid). A fault is armed on one VM, for one side of its migration:
  *
- *   channel  cut (close), reset (RST), stall or delay the main channel, or kill the process,
- *            at an exact byte count going one way, when a phase is reached, or now
+ *   channel  cut (close), reset (RST), stall or delay the main channel or a multifd channel,
+ *            or kill the process, at an exact byte count going one way, when a phase is
+ *            reached, or now
  *   load     the destination's load of a section fails (the nth START/PART/END/FULL of an entry)
+ *   packet   the source sends an entry's nth multifd device-state packet twice, or with a
+ *            version the destination does not know (VFIODeviceStatePacket, §4.2)
  *
  * Device faults (a failing arc, ERROR, a damaged or short stream) belong to the device
  * backends and are armed there; see src/qmp/commands/fault-commands.ts.
@@ -42,6 +45,8 @@ export type FaultTrigger =
 export interface ChannelFaultSpec {
   readonly type: 'channel';
   readonly side: FaultSide;
+  /** A multifd channel's id; the main channel when absent. */
+  readonly channel?: number;
   readonly action: ChannelFaultAction;
   readonly trigger: FaultTrigger;
   /** For stall and delay: one direction (default both). */
@@ -64,7 +69,19 @@ export interface LoadFaultSpec {
   readonly nth?: number;
 }
 
-export type MigrationFaultSpec = ChannelFaultSpec | LoadFaultSpec;
+export const PACKET_FAULT_ACTIONS = ['duplicate', 'bad-version'] as const;
+export type PacketFaultAction = (typeof PACKET_FAULT_ACTIONS)[number];
+
+export interface PacketFaultSpec {
+  readonly type: 'packet';
+  readonly action: PacketFaultAction;
+  /** Only packets of this entry count (e.g. "0000:00:05.0/vfio"); default any. */
+  readonly section?: string;
+  /** The nth matching packet (1-based, default 1). */
+  readonly nth?: number;
+}
+
+export type MigrationFaultSpec = ChannelFaultSpec | LoadFaultSpec | PacketFaultSpec;
 
 function checkCount(what: string, v: number | undefined, min: number): void {
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= min)) {
@@ -79,6 +96,17 @@ export function checkFaultSpec(f: MigrationFaultSpec): void {
     checkCount('instance', f.instance, 0);
     checkCount('nth', f.nth, 1);
     return;
+  }
+  if (f.type === 'packet') {
+    if (!PACKET_FAULT_ACTIONS.includes(f.action)) {
+      throw new Error(`a packet fault is one of ${PACKET_FAULT_ACTIONS.join(', ')}`);
+    }
+    checkCount('nth', f.nth, 1);
+    return;
+  }
+  checkCount('channel', f.channel, 0);
+  if (f.channel !== undefined && f.channel > 254) {
+    throw new Error(`channel must be a multifd channel id (0 to 254), not ${f.channel}`);
   }
   const t = f.trigger;
   if ('bytes' in t) checkCount('bytes', t.bytes, 0);
@@ -106,6 +134,10 @@ export function describeFault(f: MigrationFaultSpec): string {
     const which = f.sectionType === undefined ? 'section' : `${f.sectionType.toUpperCase()}`;
     return `load of ${which} '${f.section}'${f.instance ? ` instance ${f.instance}` : ''} #${f.nth ?? 1} fails`;
   }
+  if (f.type === 'packet') {
+    const how = f.action === 'duplicate' ? 'sent twice' : 'sent with a bad version';
+    return `outgoing: device state packet #${f.nth ?? 1}${f.section === undefined ? '' : ` of '${f.section}'`} ${how}`;
+  }
   const t = f.trigger;
   const when =
     'bytes' in t ? `at byte ${t.bytes} ${t.direction}` : 'phase' in t ? `at ${t.phase}` : 'now';
@@ -113,5 +145,6 @@ export function describeFault(f: MigrationFaultSpec): string {
     f.action === 'stall' || f.action === 'delay'
       ? `${f.action} ${f.direction ?? 'both ways'}${f.ms !== undefined ? ` ${f.ms} ms` : ''}`
       : f.action;
-  return `${f.side}: ${how} ${when}`;
+  const where = f.channel === undefined ? '' : ` (multifd channel ${f.channel})`;
+  return `${f.side}${where}: ${how} ${when}`;
 }

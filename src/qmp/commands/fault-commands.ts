@@ -2,8 +2,12 @@
  * Fault injection over QMP (extensions, not in QEMU): what a test or an operator arms in a
  * running VM process to see a migration fail and recover.
  *
- *   x-inject-fault {type: "channel", side?, action, bytes + direction | phase | now, ms?}
- *       cut / reset / stall / delay the migration channel, or kill this process
+ *   x-inject-fault {type: "channel", side?, channel?, action, bytes + direction | phase | now, ms?}
+ *       cut / reset / stall / delay the main migration channel (or multifd channel
+ *       `channel`), or kill this process
+ *   x-inject-fault {type: "packet", action: "duplicate" | "bad-version", section?, nth?}
+ *       the source sends an entry's nth multifd device-state packet twice, or with a bad
+ *       version
  *   x-inject-fault {type: "load", section, instance?, section-type?, nth?}
  *       the destination's load of that section fails
  *   x-inject-fault {type: "device", id, action, ...}
@@ -23,6 +27,7 @@ import {
   CHANNEL_FAULT_ACTIONS,
   FAULT_PHASES,
   LOAD_SECTION_TYPES,
+  PACKET_FAULT_ACTIONS,
 } from '../../migration/faults/index.ts';
 import type {
   FaultRecord,
@@ -47,9 +52,10 @@ export const DEVICE_FAULT_ACTIONS = [
 const count = z.number().int().nonnegative();
 
 const injectArgs = z.object({
-  type: z.enum(['channel', 'load', 'device']),
+  type: z.enum(['channel', 'load', 'device', 'packet']),
   // channel
   side: z.enum(['outgoing', 'incoming']).optional(),
+  channel: count.optional(),
   action: z.string().optional(),
   bytes: count.optional(),
   direction: z.enum(['in', 'out']).optional(),
@@ -78,8 +84,9 @@ type ArgName = Exclude<keyof InjectArgs, 'type'>;
 
 /** Which arguments each type takes: anything else is refused rather than ignored. */
 const ARGS_OF: Readonly<Record<InjectArgs['type'], readonly ArgName[]>> = {
-  channel: ['side', 'action', 'bytes', 'direction', 'phase', 'now', 'ms'],
+  channel: ['side', 'channel', 'action', 'bytes', 'direction', 'phase', 'now', 'ms'],
   load: ['section', 'instance', 'section-type', 'nth'],
+  packet: ['action', 'section', 'nth'],
   device: [
     'id',
     'action',
@@ -135,6 +142,14 @@ function migrationFault(vm: Vm, a: InjectArgs): MigrationFaultSpec {
       nth: a.nth,
     };
   }
+  if (a.type === 'packet') {
+    return {
+      type: 'packet',
+      action: oneOf('action', a.action, PACKET_FAULT_ACTIONS),
+      section: a.section,
+      nth: a.nth,
+    };
+  }
   const action = oneOf('action', a.action, CHANNEL_FAULT_ACTIONS);
   const trigger = triggerOf(a);
   const side = a.side ?? (vm.runControl.runState === RunState.INMIGRATE ? 'incoming' : 'outgoing');
@@ -143,6 +158,7 @@ function migrationFault(vm: Vm, a: InjectArgs): MigrationFaultSpec {
   return {
     type: 'channel',
     side,
+    channel: a.channel,
     action,
     trigger,
     direction: acts ? a.direction : undefined,
