@@ -165,8 +165,12 @@ export class Vm {
       options: opts.migration,
       autostart: !opts.paused,
       objects,
-      outgoing: { connect: faults.connect },
-      incoming: { listen: faults.listen, loadObserver: faults.loadObserver },
+      outgoing: { connect: faults.connect, deviceStatePackets: faults.deviceStatePackets },
+      incoming: {
+        listen: faults.listen,
+        loadObserver: faults.loadObserver,
+        channelIdentified: faults.channelIdentified,
+      },
     });
     faults.bind(migration);
     const tick = opts.deviceTickMs ?? 10;
