@@ -53,6 +53,8 @@ export interface AttachVfioOptions {
   readonly container?: IommuContainer;
   /** A guest IOMMU: the container follows its mappings instead of mapping RAM. */
   readonly viommu?: GuestIommu;
+  /** The VM emulates an ARM target (x-migration-load-config-after-iter=auto loads late). */
+  readonly targetArm?: boolean;
   /** The current migration status (`query-migrate`'s), for the state log; none if omitted. */
   readonly migrationStatus?: () => string | undefined;
   readonly listeners?: VfioListeners;
@@ -85,6 +87,7 @@ export class VfioDeviceSet {
       migrationStatus: opts.migrationStatus ?? (() => undefined),
       nextSeq: () => seq++,
       listeners,
+      targetArm: opts.targetArm === true,
     };
     this.multipleDevices = new MultipleDevicesBlocker(opts.blockers);
     this.container = opts.container ?? new IommuContainer(opts.memory, 'none');

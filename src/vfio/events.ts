@@ -57,6 +57,8 @@ export interface VfioListeners {
 export interface VfioEnvironment {
   runState(): RunState;
   migrationStatus(): string | undefined;
+  /** The VM's target is ARM (x-migration-load-config-after-iter=auto, §4.5). */
+  readonly targetArm?: boolean;
   /** The next number of the VM-wide state log order. */
   nextSeq(): number;
   readonly listeners: VfioListeners;

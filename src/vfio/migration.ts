@@ -7,7 +7,8 @@
  *   source       savePrepare, saveSetup (START), saveLiveIterate (PART), statePendingEstimate,
  *                statePendingExact, saveComplete (END), saveState (FULL), saveCleanup
  *   destination  loadSetup, loadState (every section), loadCleanup, switchoverAckNeeded
- *   multifd      saveCompletePrecopyThread, loadStateBuffer, switchoverStart (seams, multifd.ts)
+ *   multifd      saveCompletePrecopyThread, loadStateBuffer, switchoverStart (§4; the transfer is
+ *                migration-multifd.ts, the mode multifd.ts)
  *
  * `vfioSaveVMHandlers` is the handler table registered under `"<PCI path>/vfio"`.
  */
@@ -43,6 +44,8 @@ import type { MigrationFlags } from '../uapi/index.ts';
 import { getVfioPciConfig, putVfioPciConfig } from './config-state.ts';
 import { VfioDeviceState, VfioSetStateError } from './device-state.ts';
 import type { StateLogEntry, VfioEnvironment } from './events.ts';
+import { VfioMultifdLoad, saveMultifdState } from './migration-multifd.ts';
+import type { MultifdLoadFigures } from './migration-multifd.ts';
 import { loadConfigAfterIter, resolveMultifdTransfer } from './multifd.ts';
 import { PrecopyEstimates, VFIO_MIG_STOP_COPY_SIZE } from './pending.ts';
 import type { VfioPciProperties } from './properties.ts';
@@ -95,6 +98,10 @@ export class VFIOMigration {
   #switchoverAck = false;
   /** Device state goes over multifd channels this migration (multifd.ts). */
   #multifd = false;
+  /** The destination's packets and load thread, in multifd mode (`migration->multifd`). */
+  #multifdLoad: VfioMultifdLoad | null = null;
+  /** The last incoming multifd transfer's figures (kept after cleanup, for queries). */
+  multifdFigures: MultifdLoadFigures | null = null;
 
   constructor(opts: VFIOMigrationOptions) {
     this.device = opts.device;
@@ -243,32 +250,63 @@ export class VFIOMigration {
     putFlag(f, VFIO_MIG_FLAG_END_OF_STATE);
   }
 
-  /** `save_complete_precopy_thread` (§4.4): nothing to do unless in multifd mode. */
+  /**
+   * `save_complete_precopy_thread` (§4.4), alongside the END sections: in multifd mode the
+   * STOP_COPY data and then the config as device-state packets; nothing otherwise.
+   */
   saveCompletePrecopyThread(job: PrecopyThreadJob): Promise<void> {
     if (!this.#multifd) return Promise.resolve();
-    return Promise.reject(
-      new Error(`${this.name}: multifd device state transfer of ${job.idstr} is not supported`),
-    );
+    const buffer = this.#dataBuffer;
+    if (buffer === null) {
+      return Promise.reject(new Error(`${this.name}: no data buffer (did save setup run?)`));
+    }
+    return saveMultifdState(job, {
+      name: this.name,
+      dataBufferSize: buffer.length,
+      enterStopCopy: async () => {
+        // Normally there already (VM-state handler); from STOP this opens the saving fd.
+        await this.state.set(MigState.STOP_COPY, MigState.STOP);
+        const fd = this.state.dataFd;
+        if (fd === null) throw new Error(`${this.name}: no data fd in STOP_COPY`);
+        return fd;
+      },
+      saveConfig: (f) => this.#putConfig(f),
+      sent: (bytes, data) => {
+        this.#stats.add(bytes);
+        this.sent.stopCopy += data;
+      },
+    });
   }
 
-  /** `vfio_save_state` (§1.4): the config, in the non-iterable phase. */
+  /** `vfio_save_state` (§1.4, §4.6): the config, in the non-iterable phase. */
   async saveState(f: QEMUFileWriter): Promise<void> {
     if (this.#multifd) {
-      const configAfterIter = loadConfigAfterIter(
-        this.properties['x-migration-load-config-after-iter'],
-        true,
-      );
+      // The config went in the last packet; the destination may be told when to load it.
       putFlag(
         f,
-        configAfterIter ? VFIO_MIG_FLAG_DEV_CONFIG_LOAD_READY : VFIO_MIG_FLAG_END_OF_STATE,
+        this.#configAfterIter() ? VFIO_MIG_FLAG_DEV_CONFIG_LOAD_READY : VFIO_MIG_FLAG_END_OF_STATE,
       );
       return;
     }
+    await this.#putConfig(f);
+  }
+
+  /** `vfio_save_device_config_state`: DEV_CONFIG_STATE, the config, END_OF_STATE. */
+  async #putConfig(f: QEMUFileWriter): Promise<void> {
     // Fetched first so a failure leaves no half-written record.
     const blob = await this.device.saveConfig();
     putFlag(f, VFIO_MIG_FLAG_DEV_CONFIG_STATE);
     putVfioPciConfig(f, blob, this.name);
     putFlag(f, VFIO_MIG_FLAG_END_OF_STATE);
+  }
+
+  /** `vfio_load_config_after_iter` for this migration. */
+  #configAfterIter(): boolean {
+    return loadConfigAfterIter(
+      this.properties['x-migration-load-config-after-iter'],
+      this.#multifd,
+      this.#env.targetArm === true,
+    );
   }
 
   /**
@@ -300,6 +338,18 @@ export class VFIOMigration {
       this.name,
     );
     this.#loadCtx = ctx;
+    if (this.#multifd) {
+      this.#multifdLoad = new VfioMultifdLoad(
+        {
+          name: this.name,
+          resumingFd: () => this.#resumingFd(),
+          loadConfig: (f) => this.#loadConfig(f),
+        },
+        this.properties['x-migration-max-queued-buffers-size'],
+        this.#configAfterIter(),
+      );
+      this.multifdFigures = this.#multifdLoad.figures;
+    }
     await this.state.set(MigState.RESUMING, this.state.current);
   }
 
@@ -337,21 +387,35 @@ export class VFIOMigration {
         case VFIO_MIG_FLAG_DEV_INIT_DATA_SENT:
           return this.#approveSwitchover(at, what);
         case VFIO_MIG_FLAG_DEV_CONFIG_LOAD_READY:
-          // Only meaningful in multifd mode with the config loaded after the iterables (§4.5).
-          throw badInput(at, what, 'DEV_CONFIG_LOAD_READY but not doing multifd transfer');
+          // Only in multifd mode with the config loaded after the iterables (§4.5).
+          if (this.#multifdLoad === null) {
+            throw badInput(at, what, 'got DEV_CONFIG_LOAD_READY outside multifd transfer');
+          }
+          try {
+            this.#multifdLoad.configLoadReady();
+          } catch (err) {
+            throw badInput(at, what, message(err));
+          }
+          return;
         default:
           throw badInput(at, what, `unknown tag ${tagName(tag)}`);
       }
     }
   }
 
-  /** `vfio_load_cleanup`: close the resuming fd (the state is left to the VM start). */
-  loadCleanup(): Promise<void> {
+  /**
+   * `vfio_load_cleanup`: the load thread's end is awaited (the core aborted it if the load
+   * failed), what it still queues is dropped, the resuming fd is closed (the state is left to
+   * the VM start).
+   */
+  async loadCleanup(): Promise<void> {
+    const load = this.#multifdLoad;
+    this.#multifdLoad = null;
+    await load?.stop();
     this.state.closeDataFd();
     this.#loadBuffer = null;
     this.#loadCtx = null;
     this.#multifd = false;
-    return Promise.resolve();
   }
 
   /** `vfio_switchover_ack_needed`: PRE_COPY devices hold the switchover until initial data. */
@@ -359,17 +423,31 @@ export class VFIOMigration {
     return this.precopySupported;
   }
 
-  /** `vfio_multifd_load_state_buffer` (§4.5): only in multifd mode. */
+  /** `vfio_multifd_load_state_buffer` (§4.5): one packet, kept by idx; only in multifd mode. */
   loadStateBuffer(buf: Uint8Array): Promise<void> {
-    return Promise.reject(
-      new Error(
-        `${this.name}: got a ${buf.length}-byte device state packet but not doing multifd transfer`,
-      ),
-    );
+    const load = this.#multifdLoad;
+    if (load === null) {
+      return Promise.reject(
+        new Error(`${this.name}: got device state packet but not doing multifd transfer`),
+      );
+    }
+    try {
+      load.insert(Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.length));
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
   }
 
-  /** `vfio_switchover_start` (§4.5): starts the multifd load thread; nothing otherwise. */
+  /**
+   * `vfio_switchover_start` (§4.5): the source's downtime began; in multifd mode the load
+   * thread starts writing the packets into the device. Nothing otherwise.
+   */
   switchoverStart(): Promise<void> {
+    const load = this.#multifdLoad;
+    const ctx = this.#loadCtx;
+    if (load === null || ctx === null) return Promise.resolve();
+    ctx.startLoadThread(`of ${this.name}`, (signal) => load.start(signal));
     return Promise.resolve();
   }
 
@@ -494,6 +572,10 @@ export function vfioSaveVMHandlers(m: VFIOMigration): SaveVMHandlers {
     switchoverAckNeeded: () => m.switchoverAckNeeded(),
     switchoverStart: () => m.switchoverStart(),
   };
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function message(err: unknown): string {

@@ -162,7 +162,7 @@ test('DEV_INIT_DATA_SENT needs PRE_COPY and switchover-ack, and an approval pend
 
 test('DEV_CONFIG_LOAD_READY outside multifd mode, and data before load setup, are refused', async () => {
   const { m } = await resuming();
-  await rejects(m, LOAD_READY, /DEV_CONFIG_LOAD_READY but not doing multifd transfer/);
+  await rejects(m, LOAD_READY, /got DEV_CONFIG_LOAD_READY outside multifd transfer/);
   const vm = await testVm({
     devices: [{ device: simDevice('nic', 7, 'nic0') }],
     initial: RunState.INMIGRATE,
