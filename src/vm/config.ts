@@ -112,6 +112,11 @@ export const vmConfigSchema = z
     name: z.string().min(1).default('vm'),
     /** Machine type carried in the stream's configuration section; must match both sides. */
     machine: z.string().min(1).max(255).default('pc'),
+    /**
+     * The architecture QEMU would emulate (qemu-system-TARGET). On ARM a VFIO device's config
+     * is loaded after every iterable (x-migration-load-config-after-iter=auto).
+     */
+    target: z.enum(['x86_64', 'aarch64']).default('x86_64'),
     /** RAM of a "pc" layout: one block "pc.ram", split below/above 4 GiB as QEMU's pc does. */
     memory: size('memory').optional(),
     /** Or explicit RAM blocks at given (or consecutive) guest-physical addresses. */

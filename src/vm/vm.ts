@@ -213,6 +213,7 @@ export class Vm {
           properties: d,
         })),
         migrationStatus: () => migration.query().status,
+        targetArm: config.target === 'aarch64',
         listeners: {
           event: (data) => events.emit({ event: 'VFIO_MIGRATION', data: { ...data } }),
           warning: warn,
