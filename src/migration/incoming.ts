@@ -29,7 +29,7 @@ import { describeHandlerFailures } from './migration.ts';
 import { TARGET_PAGE_SIZE } from '../memory/page.ts';
 import { acceptChannels } from './multifd/accept.ts';
 import { MultifdRecvState } from './multifd/recv.ts';
-import type { MultifdRamSink } from './multifd/recv.ts';
+import type { MultifdRamSink, RecvChannelStats } from './multifd/recv.ts';
 import { multifdDeviceStateSupported } from './options/index.ts';
 import type { MigrationOptions } from './options/index.ts';
 import { localConfiguration } from './savevm/configuration.ts';
@@ -131,6 +131,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
   #conn: MigrationConnection | null = null;
   /** The multifd channels of the migration in progress, with the capability. */
   #multifd: MultifdRecvState | null = null;
+  #multifdStats: readonly RecvChannelStats[] = [];
   #load: LoadVMState | null = null;
   /** Aborts waiting for the channels (a multifd channel failed meanwhile). */
   #acceptAbort = new AbortController();
@@ -155,6 +156,11 @@ export class MigrationIncomingState implements MigrationInfoSource {
   /** What QEMU only reports (a missing vmdesc, cleanup failures). */
   get warnings(): readonly string[] {
     return this.#warnings;
+  }
+
+  /** What each multifd channel of the current (or last) incoming migration received. */
+  get multifdChannels(): readonly RecvChannelStats[] {
+    return this.#multifd?.stats ?? this.#multifdStats;
   }
 
   /** The address listened on (tcp port 0 resolved), once started. */
@@ -398,6 +404,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
       }
     }
     const multifd = this.#multifd;
+    this.#multifdStats = multifd?.stats ?? [];
     this.#multifd = null;
     if (failed && rp === null) {
       // Nothing to deliver: drop the channel, the source sees it fail.

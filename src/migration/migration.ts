@@ -140,6 +140,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   #file: QEMUFileWriter | null = null;
   /** The multifd channels of this migration (`multifd_send_state`). */
   #multifd: MultifdSendState | null = null;
+  #multifdPackets: readonly number[] = [];
   #rp: SourceReturnPath | null = null;
   #continueWaiter: (() => void) | null = null;
   #watchdog: StallWatchdog | null = null;
@@ -207,6 +208,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   /** The multifd channels while a migration with the capability runs, else null. */
   get multifdSend(): MultifdSendState | null {
     return this.#multifd;
+  }
+
+  /** Packets each multifd channel wrote in the current (or last) migration, by channel id. */
+  get multifdChannelPackets(): readonly number[] {
+    return this.#multifd?.packetsPerChannel ?? this.#multifdPackets;
   }
 
   /** `runstate_is_running`. */
@@ -326,6 +332,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#conn = null;
     this.#file = null;
     this.#multifd = null;
+    this.#multifdPackets = [];
     this.#rp = null;
     this.#continueWaiter = null;
     this.#eofSent = false;
@@ -661,7 +668,11 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     this.#watchdog = null;
     for (const err of await saveStateCleanup(this.#deps.registry)) this.#warnings.push(err.message);
     this.#rp?.close();
-    await this.#multifd?.shutdown(this.#status === S.COMPLETED);
+    if (this.#multifd !== null) {
+      this.#multifdPackets = this.#multifd.packetsPerChannel;
+      await this.#multifd.shutdown(this.#status === S.COMPLETED);
+      this.#multifd = null;
+    }
     await this.#closeChannel();
     if (this.#status === S.CANCELLING) this.#setStatus(S.CANCELLING, S.CANCELLED);
     const event = migrationHasFailed(this.#status) ? 'precopy-failed' : 'precopy-done';

@@ -11,6 +11,7 @@ export * from './dirty-tracking.ts';
 export * from './events.ts';
 export * from './id-path.ts';
 export * from './migration.ts';
+export * from './migration-multifd.ts';
 export * from './multifd.ts';
 export * from './notifier.ts';
 export * from './pci-device.ts';
