@@ -1,13 +1,14 @@
 /**
  * The VM's QMP commands (qemu-migration.md §5.2): run control, migration control and
- * statistics, and two extensions for verification and visibility: `x-query-state-digest` and
- * `x-query-vfio`. Argument checks that QEMU words itself (capabilities, parameters) are left
+ * statistics, and extensions for verification and visibility: `x-query-state-digest`,
+ * `x-query-vfio` and `x-query-multifd`. Argument checks that QEMU words itself (capabilities, parameters) are left
  * to the migration options so the messages come from one place.
  */
 import { z } from 'zod';
 import { DEFAULT_MIGRATION_PARAMETERS, MigrationStatus } from '../../migration/index.ts';
 import { flagsName, stateName } from '../../uapi/index.ts';
 import { qapiVfioMigrationState } from '../../vfio/index.ts';
+import type { MultifdLoadFigures } from '../../vfio/index.ts';
 import type { Vm } from '../../vm/index.ts';
 import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
@@ -106,6 +107,19 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
   registerDeviceCommands(qmp, vm);
   registerFaultCommands(qmp, vm);
   qmp.register('x-query-state-digest', { handler: () => vm.stateDigest() });
+  // Extension: what each multifd channel carried in the last migration, each way.
+  qmp.register('x-query-multifd', {
+    handler: () => ({
+      outgoing: vm.migration.outgoing.multifdChannelPackets.map((packets, id) => ({ id, packets })),
+      incoming: vm.migration.incoming.multifdChannels.map((c) => ({
+        id: c.id,
+        packets: c.packets,
+        'ram-packets': c.ramPackets,
+        'device-state-packets': c.deviceStatePackets,
+        syncs: c.syncs,
+      })),
+    }),
+  });
   qmp.register('x-query-vfio', {
     handler: async () => ({
       devices: await Promise.all(
@@ -120,6 +134,7 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
             'device-state': stateName(state),
             blocker: d.blocker,
             bytes: { precopy: m?.sent.precopy ?? 0, 'stop-copy': m?.sent.stopCopy ?? 0 },
+            multifd: multifdInfo(m?.multifdFigures ?? null),
             'state-log': (m?.stateLog ?? []).map((e) => ({
               seq: e.seq,
               'run-state': e.runState,
@@ -142,4 +157,14 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
       },
     }),
   });
+}
+
+/** A device's incoming multifd transfer, in x-query-vfio (null without one). */
+function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | null {
+  if (f === null) return null;
+  return {
+    packets: f.packets,
+    'peak-queued-bytes': f.peakQueuedBytes,
+    'config-loaded': f.configLoaded,
+  };
 }
