@@ -116,6 +116,8 @@ export interface MultifdLoadFigures {
   packets: number;
   /** Most bytes queued at once, waiting for the device. */
   peakQueuedBytes: number;
+  /** Packets that came after one with a higher idx (the channels reordered them). */
+  outOfOrder: number;
   /** The config was loaded; after DEV_CONFIG_LOAD_READY, when that was awaited. */
   configLoaded: boolean;
 }
@@ -139,7 +141,12 @@ export class VfioMultifdLoad {
   #iterDone = false;
   #running: Promise<void> | null = null;
   #wakeUp: (() => void) | null = null;
-  readonly figures: MultifdLoadFigures = { packets: 0, peakQueuedBytes: 0, configLoaded: false };
+  readonly figures: MultifdLoadFigures = {
+    packets: 0,
+    peakQueuedBytes: 0,
+    outOfOrder: 0,
+    configLoaded: false,
+  };
 
   /** `maxQueued` is x-migration-max-queued-buffers-size (2^64-1: unlimited). */
   constructor(d: MultifdLoadDevice, maxQueued: bigint, configAfterIter: boolean) {
@@ -197,6 +204,7 @@ export class VfioMultifdLoad {
     this.#queued += size;
     this.figures.peakQueuedBytes = Math.max(this.figures.peakQueuedBytes, this.#queued);
     this.figures.packets++;
+    if (idx < this.#highest) this.figures.outOfOrder++;
     this.#highest = Math.max(this.#highest, idx);
     this.#buffers.set(idx, packet.subarray(HDR));
     this.#wake();

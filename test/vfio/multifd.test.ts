@@ -150,6 +150,7 @@ test('every device’s state as VFIODeviceStatePackets: data by idx, then the co
   await run.deliver(run.packets.map((_, i) => i));
   await run.full();
   await run.finish();
+  assert.equal(mig(dst, 'gpu0').multifdFigures!.outOfOrder, 0, 'in order');
 });
 
 test('packets taken in any order are written strictly by idx; the states arrive whole', async () => {
@@ -161,6 +162,17 @@ test('packets taken in any order are written strictly by idx; the states arrive 
       await run.deliver(order);
       await run.full();
       await run.finish();
+      // What the gpu saw: each packet that came after a higher idx counts as reordered.
+      let highest = -1;
+      let late = 0;
+      for (const i of order) {
+        const p = run.packets[i]!;
+        if (!p.idstr.startsWith('0000:00:06.0')) continue;
+        const idx = p.bytes.readUInt32BE(4);
+        if (idx < highest) late++;
+        highest = Math.max(highest, idx);
+      }
+      assert.equal(mig(dst, 'gpu0').multifdFigures!.outOfOrder, late);
     }),
     { numRuns: 5 },
   );
