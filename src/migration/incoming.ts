@@ -143,6 +143,12 @@ export class MigrationIncomingState implements MigrationInfoSource {
   constructor(deps: MigrationIncomingDeps) {
     this.#deps = deps;
     this.#exitOnError = deps.exitOnError ?? false;
+    // `migrate_caps_check`: the channels a listener expects are fixed once it listens.
+    deps.options.addCapabilityGuard((next) =>
+      next.multifd && this.#status === S.SETUP && this.#listener !== null
+        ? 'Multifd must be set before incoming starts'
+        : null,
+    );
   }
 
   get status(): MigrationStatus {
