@@ -165,6 +165,7 @@ function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | nu
   return {
     packets: f.packets,
     'peak-queued-bytes': f.peakQueuedBytes,
+    'out-of-order': f.outOfOrder,
     'config-loaded': f.configLoaded,
   };
 }
