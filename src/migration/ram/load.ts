@@ -183,7 +183,7 @@ export class RamLoadState implements MultifdRamSink {
       this.#progress(index, packet.zero[packet.zeroCount - 1]! / size + 1, packet.zeroCount, 0);
     }
     const normal = packet.normal;
-    for (let i = 0; i < packet.normalCount; ) {
+    for (let i = 0; i < packet.normalCount;) {
       const page = normal[i]! / size;
       const max = Math.min(block.pagesToSegmentEnd(page), packet.normalCount - i);
       let n = 1;
@@ -210,7 +210,12 @@ export class RamLoadState implements MultifdRamSink {
    * segment: as many whole pages as the head chunk holds in place, moved to an aligned spot
    * first (see #landRun), the rest a page at a time through the aligned scratch page.
    */
-  async #landContiguous(f: QEMUFileReader, block: RamBlock, page: number, n: number): Promise<void> {
+  async #landContiguous(
+    f: QEMUFileReader,
+    block: RamBlock,
+    page: number,
+    n: number,
+  ): Promise<void> {
     const size = this.#dec.pageSize;
     let done = 0;
     while (done < n) {

@@ -263,7 +263,7 @@ export class RamSaveState {
       return n;
     }
     // "legacy": zero pages are found here and go on the main channel (save_zero_page).
-    for (let p = start; p < start + n; ) {
+    for (let p = start; p < start + n;) {
       if (block.isZeroPage(p)) {
         this.#enc.putZeroPage(f, block.idstr, p * this.#pageSize);
         stats.zeroPages++;
