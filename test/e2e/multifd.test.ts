@@ -6,32 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { VmProcess } from '../../src/cli/vm-process.ts';
+import { E2e, deviceStates, digest, finished, runStatus, waitFor } from './harness.ts';
 import {
-  E2e,
-  deviceStates,
-  digest,
-  finished,
-  query,
-  runStatus,
-  setCaps,
-  smallGuest,
-  waitFor,
-} from './harness.ts';
-
-export const MULTIFD_CAPS = { events: true, 'return-path': true, multifd: true };
-
-/** A guest with a nic, a gpu whose 16 MiB go in stop-copy, and an mtty. */
-export function multifdGuest(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return smallGuest({
-    devices: [
-      { id: 'nic0', model: 'sim:nic,state-size=2M,chunk-size=16K,dma-rate=2M' },
-      { id: 'gpu0', model: 'sim:gpu,state-size=16M,dirty-rate=8M,flags=stop-copy+p2p' },
-      { id: 'tty0', model: 'sim:mtty,flags=stop-copy+p2p' },
-    ],
-    ...over,
-  });
-}
+  MULTIFD_RUNNING,
+  devicesMultifd,
+  multifdGuest,
+  multifdPair,
+  slowChannel,
+} from './multifd-harness.ts';
 
 interface MultifdInfo {
   outgoing: { id: number; packets: number }[];
@@ -44,68 +26,14 @@ interface MultifdInfo {
   }[];
 }
 
-interface DeviceMultifd {
-  packets: number;
-  'peak-queued-bytes': number;
-  'out-of-order': number;
-  'config-loaded': boolean;
-}
-
-/**
- * A destination waiting (`-incoming defer`) with multifd set before it listens, as QEMU
- * requires, and a source; both with `channels` channels.
- */
-export async function multifdPair(
-  e: E2e,
-  config: Record<string, unknown>,
-  channels: number,
-  dstConfig: Record<string, unknown> = config,
-): Promise<{ src: VmProcess; dst: VmProcess; uri: string }> {
-  const [dst, src] = await Promise.all([
-    e.spawn({ name: 'dst', config: dstConfig, incoming: 'defer', paused: true }),
-    e.source(config),
-  ]);
-  for (const vm of [src, dst]) {
-    await setCaps(vm, MULTIFD_CAPS);
-    await vm.qmp.execute('migrate-set-parameters', { 'multifd-channels': channels });
-  }
-  await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0 });
-  await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  const address = (await query(dst))['socket-address']?.[0];
-  assert.ok(address?.type === 'inet');
-  return { src, dst, uri: `tcp:127.0.0.1:${address.port}` };
-}
-
-/** Slows every chunk of a channel by `ms`, from its first byte. */
-async function slow(vm: VmProcess, side: 'outgoing' | 'incoming', channel: number, ms: number) {
-  await vm.qmp.execute('x-inject-fault', {
-    type: 'channel',
-    side,
-    channel,
-    action: 'delay',
-    direction: side === 'outgoing' ? 'out' : 'in',
-    ms,
-    bytes: 0,
-  });
-}
-
-async function devicesMultifd(vm: VmProcess): Promise<Record<string, DeviceMultifd>> {
-  const info = await vm.qmp.execute<{ devices: { id: string; multifd: DeviceMultifd }[] }>(
-    'x-query-vfio',
-  );
-  return Object.fromEntries(info.devices.map((d) => [d.id, d.multifd]));
-}
-
-const RUNNING = { nic0: 'RUNNING', gpu0: 'RUNNING', tty0: 'RUNNING' };
-
 for (const channels of [1, 2, 4]) {
   test(`${channels} multifd channel${channels > 1 ? 's' : ''}, some slowed on purpose: RAM and three devices arrive whole`, async (t) => {
     const e = new E2e(t);
     // Two channels: an ARM guest, whose device configs load after the iterables.
     const config = multifdGuest(channels === 2 ? { target: 'aarch64' } : {});
     const { src, dst, uri } = await multifdPair(e, config, channels);
-    await slow(src, 'outgoing', 0, 3);
-    if (channels > 1) await slow(dst, 'incoming', channels - 1, 2);
+    await slowChannel(src, 'outgoing', 0, 3);
+    if (channels > 1) await slowChannel(dst, 'incoming', channels - 1, 2);
     await src.qmp.execute('migrate', { uri });
     const info = await waitFor(src, finished, 'the end of the migration');
     assert.equal(info.status, 'completed', JSON.stringify(info));
@@ -139,6 +67,6 @@ for (const channels of [1, 2, 4]) {
     }
     await dst.qmp.execute('cont');
     assert.equal(await runStatus(dst), 'running');
-    assert.deepEqual(await deviceStates(dst), RUNNING);
+    assert.deepEqual(await deviceStates(dst), MULTIFD_RUNNING);
   });
 }

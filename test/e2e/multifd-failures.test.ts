@@ -1,0 +1,87 @@
+/**
+ * Multifd migrations that fail, between separate processes (qemu-migration.md §4.5): a
+ * device-state packet sent twice or with a version the destination does not know fails the
+ * destination's load with QEMU's message. Every failure leaves the destination without a
+ * running guest, the source failed with its guest running and every device RUNNING, and a
+ * new migration to a fresh destination completes with equal digests.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { VmProcess } from '../../src/cli/vm-process.ts';
+import type { MigrationInfo, VfioInfo } from './harness.ts';
+import { E2e, deviceStates, digest, finished, runStatus, waitFor } from './harness.ts';
+import {
+  MULTIFD_RUNNING,
+  multifdDestination,
+  multifdGuest,
+  multifdPair,
+} from './multifd-harness.ts';
+
+const CHANNELS = 2;
+
+async function idstrOf(vm: VmProcess, id: string): Promise<string> {
+  const info = await vm.qmp.execute<VfioInfo & { devices: { idstr: string }[] }>('x-query-vfio');
+  const d = info.devices.find((x) => x.id === id);
+  assert.ok(d !== undefined, `no device ${id}`);
+  return d.idstr;
+}
+
+/**
+ * The migration failed on both sides: the destination with an error-desc matching `error` and
+ * no guest ever run, the source with its guest running and devices RUNNING.
+ */
+async function assertFailedCleanly(
+  src: VmProcess,
+  dst: VmProcess,
+  error: RegExp,
+): Promise<{ source: MigrationInfo; destination: MigrationInfo }> {
+  const destination = await waitFor(dst, finished, 'the destination failing');
+  assert.equal(destination.status, 'failed');
+  assert.match(destination['error-desc'] ?? '', error);
+  const source = await waitFor(src, finished, 'the source failing');
+  assert.equal(source.status, 'failed', JSON.stringify(source));
+  assert.ok((source['error-desc'] ?? '') !== '', 'the source says why');
+  assert.equal(await runStatus(src), 'running');
+  assert.deepEqual(await deviceStates(src), MULTIFD_RUNNING);
+  // The destination's guest never ran: still waiting for a migration, its RAM unchanged.
+  assert.equal(await runStatus(dst), 'inmigrate');
+  const before = (await digest(dst)).ram.sha256;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await digest(dst)).ram.sha256, before, 'the destination RAM stands still');
+  return { source, destination };
+}
+
+/** A new migration of the same source to a fresh destination completes, digests equal. */
+async function assertRetrySucceeds(
+  e: E2e,
+  src: VmProcess,
+  config: Record<string, unknown>,
+  channels = CHANNELS,
+): Promise<void> {
+  await src.qmp.execute('x-clear-faults');
+  const { dst, uri } = await multifdDestination(e, config, channels, 'retry');
+  await src.qmp.execute('migrate', { uri });
+  const info = await waitFor(src, finished, 'the retry');
+  assert.equal(info.status, 'completed', JSON.stringify(info));
+  assert.equal((await waitFor(dst, finished, 'the retry on the destination')).status, 'completed');
+  const [a, b] = await Promise.all([digest(src), digest(dst)]);
+  assert.equal(b.ram.sha256, a.ram.sha256, 'guest RAM');
+  assert.deepEqual(b.devices, a.devices, 'every device state');
+}
+
+for (const [action, error] of [
+  ['duplicate', /gpu0: state buffer 2 already filled/],
+  ['bad-version', /gpu0: packet has unknown version 1/],
+] as const) {
+  test(`a device-state packet sent ${action === 'duplicate' ? 'twice' : 'with a bad version'}: the load fails with QEMU's message, the source keeps the guest, a retry succeeds`, async (t) => {
+    const e = new E2e(t);
+    const config = multifdGuest();
+    const { src, dst, uri } = await multifdPair(e, config, CHANNELS);
+    const section = await idstrOf(src, 'gpu0');
+    await src.qmp.execute('x-inject-fault', { type: 'packet', action, section, nth: 3 });
+    await src.qmp.execute('migrate', { uri });
+    const { source, destination } = await assertFailedCleanly(src, dst, error);
+    t.diagnostic(`destination: ${destination['error-desc']}; source: ${source['error-desc']}`);
+    await assertRetrySucceeds(e, src, config);
+  });
+}
