@@ -11,11 +11,14 @@ export interface OurPairOptions {
   readonly destinationPaused?: boolean;
   /** Config keys only the destination gets (e.g. mem-prealloc). */
   readonly destinationConfig?: Record<string, unknown>;
+  /** `--incoming defer`: the destination listens at `migrate-incoming` (multifd needs it). */
+  readonly deferIncoming?: boolean;
 }
 
 /**
- * Starts the destination (listening on a free loopback port) and then the source, both from
- * `config` (the destination ignores `populate` and `loader`).
+ * Starts the destination (listening on a free loopback port, or waiting for
+ * `migrate-incoming`) and then the source, both from `config` (the destination ignores
+ * `populate` and `loader`).
  */
 export async function startOurPair(
   dir: string,
@@ -26,7 +29,7 @@ export async function startOurPair(
     name: `${opts.name}-dst`,
     dir,
     config: { ...config, ...opts.destinationConfig },
-    incoming: 'tcp:127.0.0.1:0',
+    incoming: opts.deferIncoming === true ? 'defer' : 'tcp:127.0.0.1:0',
     paused: opts.destinationPaused ?? false,
   });
   let source: VmProcess;
@@ -42,7 +45,10 @@ export async function startOurPair(
     throw err;
   }
   const uri = destination.ready.incoming;
-  if (uri === null) throw new Error('the destination VM is not listening');
+  if (uri === null && opts.deferIncoming !== true) {
+    await Promise.allSettled([source.stop(), destination.stop()]);
+    throw new Error('the destination VM is not listening');
+  }
   return {
     source: { qmp: source.qmp, pid: source.child.pid ?? -1 },
     destination: { qmp: destination.qmp, pid: destination.child.pid ?? -1 },

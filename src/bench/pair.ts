@@ -14,8 +14,12 @@ export interface PairEnd {
 export interface MigrationPair {
   readonly source: PairEnd;
   readonly destination: PairEnd;
-  /** Where the destination listens, as `migrate` takes it. */
-  readonly uri: string;
+  /**
+   * Where the destination listens, as `migrate` takes it; null when it waits for
+   * `migrate-incoming` (`-incoming defer`), as multifd needs: its capability and channel count
+   * must be set on the destination before it listens.
+   */
+  readonly uri: string | null;
   stop(): Promise<void>;
 }
 
@@ -36,6 +40,34 @@ export interface MigrationSettings {
   readonly parameters?: Record<string, unknown>;
   /** Capabilities turned on on both sides (events always is, on the destination). */
   readonly capabilities?: readonly string[];
+  /**
+   * Multifd with this many channels on both sides (the `multifd` capability and the
+   * `multifd-channels` parameter); the pair's destination must wait with `-incoming defer`.
+   */
+  readonly multifdChannels?: number;
+}
+
+interface SocketAddress {
+  type?: string;
+  port?: string | number;
+}
+
+/** `migrate-incoming` on a deferred destination, on a free loopback port; the URI to migrate to. */
+export async function listenIncoming(destination: PairEnd): Promise<string> {
+  await destination.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+  return incomingUri(destination);
+}
+
+/** Where a listening destination is: we and QEMU report the port picked for port 0. */
+export async function incomingUri(destination: PairEnd): Promise<string> {
+  const info = await destination.qmp.execute<{ 'socket-address'?: SocketAddress[] }>(
+    'query-migrate',
+  );
+  const port = Number(info['socket-address']?.[0]?.port);
+  if (!Number.isInteger(port) || port <= 0) {
+    throw new Error(`the destination reports no listening port: ${JSON.stringify(info)}`);
+  }
+  return `tcp:127.0.0.1:${port}`;
 }
 
 /** Runs one migration of `pair` and times it. */
@@ -48,13 +80,23 @@ export async function timeMigration(
   const on = (names: readonly string[]) => ({
     capabilities: names.map((capability) => ({ capability, state: true })),
   });
-  const both = settings.capabilities ?? [];
+  const channels = settings.multifdChannels;
+  const both = [...(settings.capabilities ?? []), ...(channels === undefined ? [] : ['multifd'])];
   if (both.length > 0) await source.qmp.execute('migrate-set-capabilities', on(both));
   await destination.qmp.execute('migrate-set-capabilities', on([...both, 'events']));
+  if (channels !== undefined) {
+    for (const end of [source, destination]) {
+      await end.qmp.execute('migrate-set-parameters', { 'multifd-channels': channels });
+    }
+  }
   await source.qmp.execute('migrate-set-parameters', {
     ...settings.parameters,
     'max-bandwidth': 0,
   });
+  if ((pair.uri === null) !== (channels !== undefined)) {
+    throw new Error('a multifd migration needs a deferred destination, and only it does');
+  }
+  const uri = pair.uri ?? (await listenIncoming(destination));
   const ended = destination.qmp.waitEvent(
     'MIGRATION',
     (e) => {
@@ -64,7 +106,7 @@ export async function timeMigration(
     timeoutMs,
   );
   const t0 = performance.now();
-  await source.qmp.execute('migrate', { uri: pair.uri });
+  await source.qmp.execute('migrate', { uri });
   const event = await ended;
   const seconds = (performance.now() - t0) / 1000;
   const status = (event.data as MigrationEventData | undefined)?.status;

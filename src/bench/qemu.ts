@@ -8,6 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { QmpClient } from '../qmp/index.ts';
+import { incomingUri } from './pair.ts';
 import type { MigrationPair } from './pair.ts';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -102,13 +103,10 @@ function machineArgs(sizeBytes: number): string[] {
   return ['-machine', 'none', '-m', `${sizeBytes >> 20}M`, '-nodefaults', '-display', 'none'];
 }
 
-interface SocketAddress {
-  port?: string | number;
-}
-
 /**
  * A QEMU destination listening on a free loopback port (with all its RAM backed first when
- * `prealloc`), and a paused QEMU source whose RAM holds `image` (`-device
+ * `prealloc`; waiting for `migrate-incoming` with `-incoming defer` when `defer`, as multifd
+ * needs), and a paused QEMU source whose RAM holds `image` (`-device
  * loader,file=…,addr=0,force-raw=on`).
  */
 export async function startQemuPair(
@@ -118,6 +116,7 @@ export async function startQemuPair(
   sizeBytes: number,
   image: string,
   prealloc = false,
+  defer = false,
 ): Promise<MigrationPair> {
   const destination = await QemuProcess.start(
     binary,
@@ -125,7 +124,7 @@ export async function startQemuPair(
       ...machineArgs(sizeBytes),
       ...(prealloc ? ['-mem-prealloc'] : []),
       '-incoming',
-      'tcp:127.0.0.1:0',
+      defer ? 'defer' : 'tcp:127.0.0.1:0',
     ],
     dir,
     `${name}-dst`,
@@ -145,19 +144,15 @@ export async function startQemuPair(
   const stop = async (): Promise<void> => {
     await Promise.allSettled([source.stop(), destination.stop()]);
   };
-  // QEMU reports the port it picked for port 0 in the destination's query-migrate.
-  const info = await destination.qmp.execute<{ 'socket-address'?: SocketAddress[] }>(
-    'query-migrate',
-  );
-  const port = Number(info['socket-address']?.[0]?.port);
-  if (!Number.isInteger(port) || port <= 0) {
-    await stop();
-    throw new Error(`QEMU destination: no listening port in ${JSON.stringify(info)}`);
+  const dst = { qmp: destination.qmp, pid: destination.pid };
+  let uri: string | null = null;
+  if (!defer) {
+    try {
+      uri = await incomingUri(dst);
+    } catch (err) {
+      await stop();
+      throw err;
+    }
   }
-  return {
-    source: { qmp: source.qmp, pid: source.pid },
-    destination: { qmp: destination.qmp, pid: destination.pid },
-    uri: `tcp:127.0.0.1:${port}`,
-    stop,
-  };
+  return { source: { qmp: source.qmp, pid: source.pid }, destination: dst, uri, stop };
 }

@@ -7,6 +7,10 @@
  *   (b) raw    the same number of bytes through a loopback socket between two Node processes
  *   (c) qemu   QEMU doing (a) on the same image, when qemu-system-x86_64 is installed
  *
+ * With N > 1 channels, (a) and (c) use multifd with N channels beside the main channel (the
+ * `multifd` capability and `multifd-channels` on both sides, destinations deferred until set),
+ * and (b) splits the bytes over N sockets sent in parallel.
+ *
  * The three alternate within each repetition (their order rotating), so machine noise falls
  * on all of them alike, after a warm-up round that is not counted. Medians are reported.
  */
@@ -27,7 +31,7 @@ import type { Summary } from './stats.ts';
 export interface RamBenchOptions {
   /** Guest RAM in bytes, a multiple of 1 MiB. */
   readonly sizeBytes: number;
-  /** Migration channels; multifd does not exist yet, so only 1. */
+  /** 1: the main channel alone; N > 1: multifd with N channels (and the main one). */
   readonly channels: number;
   readonly repetitions: number;
   /** Uncounted rounds first. */
@@ -51,6 +55,8 @@ export interface RamBenchResult {
   readonly pattern: RamPattern;
   readonly prealloc: boolean;
   readonly channels: number;
+  /** Connections the raw copy used in parallel (1, or `channels` with multifd). */
+  readonly rawSockets: number;
   readonly repetitions: number;
   /** Medians, in seconds. */
   readonly oursSeconds: number;
@@ -87,19 +93,18 @@ export interface MachineInfo {
   readonly qemu: string | null;
 }
 
-/** The limit of --channels until multifd exists. */
-export const MAX_CHANNELS = 1;
+/** `multifd-channels`' range (QEMU's migrate_params_check). */
+export const MAX_CHANNELS = 255;
 
 export function checkChannels(channels: number): void {
-  if (!Number.isInteger(channels) || channels < 1) {
-    throw new RangeError(`--channels ${channels}: a positive integer is needed`);
+  if (!Number.isInteger(channels) || channels < 1 || channels > MAX_CHANNELS) {
+    throw new RangeError(`--channels ${channels}: an integer from 1 to ${MAX_CHANNELS} is needed`);
   }
-  if (channels > MAX_CHANNELS) {
-    throw new RangeError(
-      `--channels ${channels}: multifd is not implemented yet, so a migration has ` +
-        `${MAX_CHANNELS} channel`,
-    );
-  }
+}
+
+/** Multifd is used from two channels on; one channel is the plain main-channel migration. */
+export function multifdChannelsOf(channels: number): number | undefined {
+  return channels > 1 ? channels : undefined;
 }
 
 type Method = 'ours' | 'raw' | 'qemu';
@@ -127,20 +132,31 @@ export async function runRamBench(opts: RamBenchOptions): Promise<RamBenchResult
       loader: [{ file: image, addr: 0 }],
     };
     let run = 0;
+    const multifdChannels = multifdChannelsOf(opts.channels);
+    const defer = multifdChannels !== undefined;
     const measure = async (method: Method): Promise<Sample> => {
       run++;
       if (method === 'raw')
-        return { seconds: await rawCopySeconds(opts.sizeBytes, opts.timeoutMs) };
+        return { seconds: await rawCopySeconds(opts.sizeBytes, opts.timeoutMs, opts.channels) };
       const pair =
         method === 'ours'
           ? await startOurPair(dir, config, {
               name: `ours${run}`,
               sourcePaused: true,
               destinationConfig: { 'mem-prealloc': opts.prealloc },
+              deferIncoming: defer,
             })
-          : await startQemuPair(qemu!, dir, `qemu${run}`, opts.sizeBytes, image, opts.prealloc);
+          : await startQemuPair(
+              qemu!,
+              dir,
+              `qemu${run}`,
+              opts.sizeBytes,
+              image,
+              opts.prealloc,
+              defer,
+            );
       try {
-        const m = await timeMigration(pair, opts.timeoutMs);
+        const m = await timeMigration(pair, opts.timeoutMs, { multifdChannels });
         if (method === 'ours') await checkDigest(pair, sha256);
         return sampleOf(m);
       } finally {
@@ -217,6 +233,7 @@ function resultOf(
     pattern: opts.pattern,
     prealloc: opts.prealloc,
     channels: opts.channels,
+    rawSockets: opts.channels,
     repetitions: opts.repetitions,
     oursSeconds: ours.median,
     rawSeconds: raw.median,

@@ -23,10 +23,16 @@ export function formatRamReport(r: RamBenchResult): string {
   const m = r.machine;
   const lines = [
     `RAM migration of a paused guest, ${formatBytes(r.sizeBytes)} ${r.pattern}` +
-      `${r.prealloc ? ', destination RAM preallocated' : ''}, ${r.repetitions} repetitions ` +
-      `(medians); Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel})`,
+      `${r.prealloc ? ', destination RAM preallocated' : ''}, ${channelsText(r.channels)}, ` +
+      `${r.repetitions} repetitions (medians); Node ${m.node}, ${m.cpus} CPUs (${m.cpuModel})`,
     row('ours', r.samples.ours, r.sizeBytes, `   downtime ${r.oursDowntimeMs} ms`),
-    row('raw', r.samples.raw, r.sizeBytes, '   (loopback socket copy, Node to Node)'),
+    row(
+      'raw',
+      r.samples.raw,
+      r.sizeBytes,
+      `   (loopback socket copy, Node to Node, ${r.rawSockets} socket` +
+        `${r.rawSockets > 1 ? 's in parallel' : ''})`,
+    ),
     r.samples.qemu === null
       ? '  qemu  not measured (qemu-system-x86_64 not found, or --no-qemu)'
       : row('qemu', r.samples.qemu, r.sizeBytes, `   (${m.qemu})`),
@@ -39,6 +45,10 @@ export function formatRamReport(r: RamBenchResult): string {
         : `; QEMU destination ${formatBytes(r.qemuDestPeakRssBytes)}`),
   ];
   return lines.join('\n') + '\n';
+}
+
+function channelsText(channels: number): string {
+  return channels > 1 ? `multifd with ${channels} channels` : 'one channel (no multifd)';
 }
 
 export function formatDowntimeReport(results: readonly DowntimeResult[]): string {

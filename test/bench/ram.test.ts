@@ -32,10 +32,27 @@ test('bench ram --json: ours, raw and the ratios from one small run', async () =
   assert.ok(j.destPeakRssBytes === null || j.destPeakRssBytes > 16 << 20);
 });
 
-test('bench ram refuses more than one channel until multifd exists, and bad sizes', async () => {
-  const r = await runCli(['bench', 'ram', '--channels', '2', '--json'], 30_000);
+test('bench ram --channels 2: multifd on both sides, the raw copy over 2 sockets', async () => {
+  const r = await runCli(
+    [
+      ...['bench', 'ram', '--size', '16M', '--channels', '2'],
+      ...['--repetitions', '1', '--warmup', '0', '--no-qemu', '--json'],
+    ],
+    120_000,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as RamJson & { channels: number; rawSockets: number };
+  assert.equal(j.channels, 2);
+  assert.equal(j.rawSockets, 2);
+  // The destination's RAM digest was checked against the image: multifd moved it whole.
+  assert.ok(j.oursSeconds > 0 && j.rawSeconds > 0);
+  assert.equal(j.samples.ours.samples.length, 1);
+});
+
+test('bench ram refuses a channel count outside 1-255, and bad sizes', async () => {
+  const r = await runCli(['bench', 'ram', '--channels', '256', '--json'], 30_000);
   assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /--channels 2: multifd is not implemented yet/);
+  assert.match(r.stderr, /--channels 256: an integer from 1 to 255 is needed/);
   const s = await runCli(['bench', 'ram', '--size', '1000K'], 30_000);
   assert.notEqual(s.code, 0);
   assert.match(s.stderr, /not a whole number of MiB/);

@@ -82,7 +82,9 @@ export function registerBench(program: Command): void {
     .option('--size <size>', 'guest RAM (K, M, G suffixes)', cliParser(ramSize), 1 << 30)
     .option(
       '--channels <n>',
-      'migration channels (multifd is not implemented yet: 1)',
+      '1: the main channel alone, without multifd; N > 1 (up to 255): the multifd ' +
+        'capability with N multifd-channels on both sides (ours and QEMU), and the raw copy ' +
+        'over N sockets in parallel',
       cliParser(channels),
       1,
     )
