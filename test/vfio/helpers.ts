@@ -4,7 +4,6 @@
  * a writer/reader pair to capture one hook's payload and feed it to the other side.
  */
 import assert from 'node:assert/strict';
-import { createSimDevice } from '../../src/device/sim/index.ts';
 import type { SimDevice } from '../../src/device/sim/index.ts';
 import type { VfioMigrationDevice } from '../../src/device/device.ts';
 import { RunState, VmRunControl } from '../../src/guest/index.ts';
@@ -15,28 +14,19 @@ import { MigrationNotifiers } from '../../src/migration/notifiers.ts';
 import type { LoadContext, SaveContext } from '../../src/migration/savevm/handlers.ts';
 import { SaveVMRegistry } from '../../src/migration/savevm/registry.ts';
 import { MemorySink, QEMUFileReader, QEMUFileWriter } from '../../src/migration/stream/index.ts';
-import { flagsName } from '../../src/uapi/index.ts';
 import type { MigrationFlags } from '../../src/uapi/index.ts';
 import { attachVfioDevices } from '../../src/vfio/index.ts';
+
+export { MODELS } from '../device/sim/helpers.ts';
+export type { ModelName } from '../device/sim/helpers.ts';
+import { makeDevice } from '../device/sim/helpers.ts';
+import type { ModelName } from '../device/sim/helpers.ts';
 import type {
   VFIOMigration,
   VfioDeviceConfig,
   VfioDeviceSet,
   VfioMigrationEvent,
 } from '../../src/vfio/index.ts';
-
-/** Small, fast configurations of every model. */
-export const MODEL_SPECS = {
-  mtty: 'sim:mtty,ports=2,activity=2000',
-  nic: 'sim:nic,state-size=256K,chunk-size=16K,dirty-rate=512K,dma-rate=256K',
-  gpu: 'sim:gpu,state-size=1M,chunk-size=64K,dirty-rate=4M,dma-rate=1M',
-} as const;
-export type ModelName = keyof typeof MODEL_SPECS;
-export const MODELS = Object.keys(MODEL_SPECS) as ModelName[];
-
-export function flagsWord(flags: MigrationFlags): string {
-  return flagsName(flags).toLowerCase().replaceAll('_', '-').replaceAll('|', '+');
-}
 
 /** A sim device of `model` with `flags`; `extra` (",key=value...") overrides the defaults. */
 export function simDevice(
@@ -45,15 +35,7 @@ export function simDevice(
   id: string,
   extra = '',
 ): SimDevice {
-  const params = new Map<string, string>();
-  for (const item of `${MODEL_SPECS[model]},flags=${flagsWord(flags)}${extra}`
-    .split(',')
-    .slice(1)) {
-    const eq = item.indexOf('=');
-    params.set(item.slice(0, eq), item.slice(eq + 1));
-  }
-  const spec = [`sim:${model}`, ...[...params].map(([k, v]) => `${k}=${v}`)].join(',');
-  return createSimDevice(spec, { id });
+  return makeDevice(model, flags, extra, id);
 }
 
 /** A mutable migration status standing in for the core's. */
