@@ -22,6 +22,7 @@
 import type { VmRunControl } from '../guest/run-control.ts';
 import { RunState, runStateIsLive } from '../guest/runstate.ts';
 import type { UserObjects } from '../security/index.ts';
+import { DowntimeTrace } from './downtime-trace.ts';
 import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoSource, SocketAddressInfo } from './info.ts';
@@ -132,6 +133,8 @@ export class MigrationIncomingState implements MigrationInfoSource {
   /** The multifd channels of the migration in progress, with the capability. */
   #multifd: MultifdRecvState | null = null;
   #multifdStats: readonly RecvChannelStats[] = [];
+  /** Where the last incoming migration's switchover went (`x-query-downtime`). */
+  readonly downtimeTrace = new DowntimeTrace();
   #load: LoadVMState | null = null;
   /** Aborts waiting for the channels (a multifd channel failed meanwhile). */
   #acceptAbort = new AbortController();
@@ -297,6 +300,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
     const { registry, options, machineType, runControl } = this.#deps;
     this.#setStatus(S.SETUP, S.ACTIVE);
     const multifd = this.#multifd;
+    this.downtimeTrace.reset();
     const load = new LoadVMState({
       registry,
       file,
@@ -310,6 +314,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
       multifdDeviceState: multifdDeviceStateSupported(options),
       sendSwitchoverStart: options.properties['send-switchover-start'],
       multifdRecvSync: multifd === null ? undefined : () => multifd.syncMain(),
+      trace: this.downtimeTrace,
     });
     this.#load = load;
     const channelEnd = watchChannelEnd(conn);
@@ -326,13 +331,16 @@ export class MigrationIncomingState implements MigrationInfoSource {
     }
     try {
       await load.load();
+      this.downtimeTrace.checkpoint('dst-precopy-loadvm-completed');
       loading = false;
       // The source closes its multifd channels once the migration is over: no longer a loss.
       multifd?.finish();
       const received = this.#deps.globalState?.received() ?? null;
       if (received === null || runStateIsLive(received)) {
-        if (this.#deps.autostart ?? true) await this.#startGuest(load, channelEnd);
-        else runControl.runstateSet(RunState.PAUSED);
+        if (this.#deps.autostart ?? true) {
+          await this.#startGuest(load, channelEnd);
+          this.downtimeTrace.checkpoint('dst-precopy-bh-vm-started');
+        } else runControl.runstateSet(RunState.PAUSED);
       } else {
         runControl.runstateSet(received);
       }

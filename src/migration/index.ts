@@ -5,6 +5,7 @@
  */
 export * from './status.ts';
 export * from './clock.ts';
+export * from './downtime-trace.ts';
 export * from './events.ts';
 export * from './info.ts';
 export * from './migration-stats.ts';

@@ -37,6 +37,7 @@ import type { UserObjects } from '../security/index.ts';
 import type { MigrationBlockers } from './blockers.ts';
 import { realClock, yieldToEventLoop } from './clock.ts';
 import type { MigrationClock } from './clock.ts';
+import { DowntimeTrace } from './downtime-trace.ts';
 import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoProvider, MigrationInfoSource } from './info.ts';
@@ -125,6 +126,8 @@ function asError(err: unknown): Error {
 
 export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   readonly stats = new MigrationStats();
+  /** Where the last migration's downtime went (`x-query-downtime`). */
+  readonly downtimeTrace = new DowntimeTrace();
   readonly clock: MigrationClock;
   readonly options: MigrationOptions;
   readonly events: MigrationEvents;
@@ -325,6 +328,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       throw new Error(`Capability '${notRun}' is set, but this migration cannot run it`);
     }
     this.stats.reset();
+    this.downtimeTrace.reset();
     for (const p of this.#infoProviders) p.reset?.();
     this.#error = null;
     this.#warnings.length = 0;
@@ -438,6 +442,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
       sendSectionFooter: this.options.properties['send-section-footer'],
       pageSize: TARGET_PAGE_SIZE,
       queueDeviceState: this.#queueDeviceState(),
+      trace: this.downtimeTrace,
     });
     this.#updateIterationInitialStatus();
     const setupStart = this.clock.now();
@@ -564,6 +569,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
 
   /** `migration_stop_vm`: downtime starts; VM-state handler failures fail the migration. */
   async #stopVm(): Promise<void> {
+    this.downtimeTrace.checkpoint('src-downtime-start');
     this.#downtimeStart = this.clock.now();
     this.#vmOldState = this.#deps.runControl.runState;
     this.#deps.globalState?.store();
@@ -571,6 +577,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
     if (failures.length > 0) {
       throw new Error(`stopping the VM failed: ${describeHandlerFailures(failures)}`);
     }
+    this.downtimeTrace.checkpoint('src-vm-stopped');
   }
 
   /** `migration_switchover_prepare`: [pre-switchover until migrate-continue], then device. */
@@ -615,6 +622,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
   /** `migration_completion_end`: downtime (up to SHUT, as QEMU measures it), total, mbps. */
   #completionEnd(): void {
     const end = this.clock.now();
+    this.downtimeTrace.checkpoint('src-downtime-stop');
     const bytes = this.#transferred();
     this.#downtime = end - this.#downtimeStart;
     this.#totalTime = end - this.#startTime;

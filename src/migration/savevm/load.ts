@@ -50,6 +50,7 @@ import type {
   SectionType,
 } from '../stream/index.ts';
 import type { MigrationCapability } from '../options/index.ts';
+import type { DowntimeTrace } from '../downtime-trace.ts';
 import type { LoadContext, LoadThread } from './handlers.ts';
 import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
 import { hookError } from './save.ts';
@@ -82,6 +83,8 @@ export interface LoadVMOptions {
   readonly sendSwitchoverStart?: boolean;
   /** `multifd_recv_sync_main`, with multifd channels. */
   readonly multifdRecvSync?: () => Promise<void>;
+  /** Records each END / FULL section's load and each load thread (`vmstate_downtime_load`). */
+  readonly trace?: DowntimeTrace;
 }
 
 /**
@@ -127,6 +130,7 @@ export class LoadVMState {
   readonly #capability: (name: MigrationCapability) => boolean;
   readonly #openReturnPath: (() => QEMUFileWriter) | null;
   readonly #observer: LoadObserver | undefined;
+  readonly #trace: DowntimeTrace | undefined;
   readonly #entries: readonly SaveStateEntry[];
   /** `se->load_section_id`: the incoming section ids bound by START/FULL. */
   readonly #bound = new Map<number, SaveStateEntry>();
@@ -150,6 +154,7 @@ export class LoadVMState {
     this.#capability = (name) => opts.capability(name);
     this.#openReturnPath = opts.openReturnPath;
     this.#observer = opts.observer;
+    this.#trace = opts.trace;
     this.#entries = opts.registry.entries();
     const sync = opts.multifdRecvSync ?? (() => Promise.resolve());
     this.#ctx = {
@@ -208,7 +213,11 @@ export class LoadVMState {
   }
 
   #startLoadThread(name: string, job: LoadThread): void {
-    const running = job(this.#threadAbort.signal).catch((err: unknown) => {
+    const signal = this.#threadAbort.signal;
+    const run = () => job(signal);
+    const traced =
+      this.#trace === undefined ? run() : this.#trace.span('load-thread', name, 0, run);
+    const running = traced.catch((err: unknown) => {
       const e = new Error(`load thread ${name} failed: ${message(err)}`, { cause: err });
       this.abort(e);
       throw e;
@@ -314,8 +323,19 @@ export class LoadVMState {
     try {
       if (e.handlers.loadState === undefined) throw new Error('the entry loads no state');
       await this.#observer?.section?.(e.idstr, e.instanceId, h.type);
-      await e.handlers.loadState(this.#f, versionId);
-      if (this.#footers) await readSectionFooter(this.#f, h.sectionId, e.idstr);
+      const body = async () => {
+        await e.handlers.loadState!(this.#f, versionId);
+        if (this.#footers) await readSectionFooter(this.#f, h.sectionId, e.idstr);
+      };
+      // The switchover's sections are the downtime's; START and PART ones load while it runs.
+      const kind =
+        h.type === QEMU_VM_SECTION_END
+          ? 'iterable'
+          : h.type === QEMU_VM_SECTION_FULL
+            ? 'non-iterable'
+            : null;
+      if (kind === null || this.#trace === undefined) await body();
+      else await this.#trace.span(kind, e.idstr, e.instanceId, body);
     } catch (err) {
       throw inSection(err, what, this.#f.offset);
     }

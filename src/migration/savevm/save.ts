@@ -37,6 +37,7 @@ import type {
   VmdescDevice,
   VmdescVmsd,
 } from '../stream/index.ts';
+import type { DowntimeSpanKind, DowntimeTrace } from '../downtime-trace.ts';
 import type { PendingSizes, PrecopyThreadJob, RateLimit, SaveContext } from './handlers.ts';
 import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
 
@@ -61,6 +62,8 @@ export interface SaveVMOptions {
     instanceId: number,
     packet: Uint8Array,
   ) => Promise<void>;
+  /** Records the downtime checkpoints and each entry's time in the switchover. */
+  readonly trace?: DowntimeTrace;
 }
 
 /** "save_setup of 'ram' instance 0 (section 2) failed: ..." */
@@ -100,6 +103,7 @@ export class SaveVMState {
   readonly #footers: boolean;
   readonly #pageSize: number;
   readonly #queueDeviceState: SaveVMOptions['queueDeviceState'];
+  readonly #trace: DowntimeTrace | undefined;
   /** In save order; the set of entries is fixed for the whole migration. */
   readonly #entries: readonly SaveStateEntry[];
 
@@ -110,7 +114,13 @@ export class SaveVMState {
     this.#footers = opts.sendSectionFooter;
     this.#pageSize = opts.pageSize;
     this.#queueDeviceState = opts.queueDeviceState;
+    this.#trace = opts.trace;
     this.#entries = opts.registry.entries();
+  }
+
+  /** `vmstate_downtime_save`: `body` timed for the entry, when traced. */
+  #timed<T>(kind: DowntimeSpanKind, e: SaveStateEntry, body: () => Promise<T>): Promise<T> {
+    return this.#trace === undefined ? body() : this.#trace.span(kind, e.idstr, e.instanceId, body);
   }
 
   /** `qemu_savevm_state_header` (+ the return-path commands of `migration_thread`), flushed. */
@@ -209,8 +219,8 @@ export class SaveVMState {
       for (const e of this.#entries) {
         const h = e.handlers;
         if (h.saveComplete === undefined || !isActive(e)) continue;
-        await this.#section(QEMU_VM_SECTION_END, e, 'save_complete', () =>
-          h.saveComplete!(this.#f),
+        await this.#timed('iterable', e, () =>
+          this.#section(QEMU_VM_SECTION_END, e, 'save_complete', () => h.saveComplete!(this.#f)),
         );
       }
     } catch (err) {
@@ -221,6 +231,7 @@ export class SaveVMState {
     const results = await Promise.allSettled(jobs.running);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
+    this.#trace?.checkpoint('src-iterable-saved');
   }
 
   #spawnPrecopyThreads(): { abort: AbortController; running: Promise<void>[] } {
@@ -236,12 +247,15 @@ export class SaveVMState {
         signal: abort.signal,
         queueDeviceState: (packet) => queue(e.idstr, e.instanceId, packet),
       };
+      const h = e.handlers;
       running.push(
-        e.handlers.saveCompletePrecopyThread(job).catch((err: unknown) => {
-          // The first failing job stops the others, as multifd_abort_device_state_save_threads.
-          abort.abort(err);
-          throw hookError('save_complete_precopy_thread', e, err);
-        }),
+        this.#timed('precopy-thread', e, () => h.saveCompletePrecopyThread!(job)).catch(
+          (err: unknown) => {
+            // The first failing job stops the others, as multifd_abort_device_state_save_threads.
+            abort.abort(err);
+            throw hookError('save_complete_precopy_thread', e, err);
+          },
+        ),
       );
     }
     return { abort, running };
@@ -254,17 +268,20 @@ export class SaveVMState {
       const h = e.handlers;
       if (h.saveState === undefined || h.saveStateNeeded?.() === false) continue;
       let payload = 0;
-      await this.#section(QEMU_VM_SECTION_FULL, e, 'save_state', async () => {
-        const at = this.#f.bytesWritten;
-        await h.saveState!(this.#f);
-        payload = this.#f.bytesWritten - at;
-      });
+      await this.#timed('non-iterable', e, () =>
+        this.#section(QEMU_VM_SECTION_FULL, e, 'save_state', async () => {
+          const at = this.#f.bytesWritten;
+          await h.saveState!(this.#f);
+          payload = this.#f.bytesWritten - at;
+        }),
+      );
       devices.push(
         e.vmsd === undefined
           ? vmdescOldStyleDevice(e.idstr, e.instanceId, payload)
           : vmdescVmsdDevice(e.idstr, e.instanceId, e.vmsd),
       );
     }
+    this.#trace?.checkpoint('src-non-iterable-saved');
     putEof(this.#f);
     putVmdesc(this.#f, vmdescOf(this.#pageSize, devices, this.#configurationVmsd()));
   }
