@@ -1,11 +1,12 @@
 /**
  * The VM's QMP commands (qemu-migration.md §5.2): run control, migration control and
  * statistics, and extensions for verification and visibility: `x-query-state-digest`,
- * `x-query-vfio` and `x-query-multifd`. Argument checks that QEMU words itself (capabilities, parameters) are left
+ * `x-query-vfio`, `x-query-multifd` and `x-query-downtime`. Argument checks that QEMU words itself (capabilities, parameters) are left
  * to the migration options so the messages come from one place.
  */
 import { z } from 'zod';
 import { DEFAULT_MIGRATION_PARAMETERS, MigrationStatus } from '../../migration/index.ts';
+import type { DowntimeTrace } from '../../migration/index.ts';
 import { flagsName, stateName } from '../../uapi/index.ts';
 import { qapiVfioMigrationState } from '../../vfio/index.ts';
 import type { MultifdLoadFigures } from '../../vfio/index.ts';
@@ -120,6 +121,13 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
       })),
     }),
   });
+  // Extension: QEMU's downtime checkpoints and each entry's switchover time, each way.
+  qmp.register('x-query-downtime', {
+    handler: () => ({
+      outgoing: downtimeInfo(vm.migration.outgoing.downtimeTrace),
+      incoming: downtimeInfo(vm.migration.incoming.downtimeTrace),
+    }),
+  });
   qmp.register('x-query-vfio', {
     handler: async () => ({
       devices: await Promise.all(
@@ -160,6 +168,19 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
 }
 
 /** A device's incoming multifd transfer, in x-query-vfio (null without one). */
+function downtimeInfo(t: DowntimeTrace): Record<string, unknown> {
+  return {
+    checkpoints: t.checkpoints.map((c) => ({ checkpoint: c.checkpoint, at: c.at })),
+    spans: t.spans.map((x) => ({
+      kind: x.kind,
+      idstr: x.idstr,
+      'instance-id': x.instanceId,
+      start: x.start,
+      end: x.end,
+    })),
+  };
+}
+
 function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | null {
   if (f === null) return null;
   return {
@@ -167,5 +188,6 @@ function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | nu
     'peak-queued-bytes': f.peakQueuedBytes,
     'out-of-order': f.outOfOrder,
     'config-loaded': f.configLoaded,
+    'config-load-ms': f.configLoadMs,
   };
 }
