@@ -16,9 +16,6 @@ import { SaveVMRegistry } from '../../src/migration/savevm/registry.ts';
 import { MemorySink, QEMUFileReader, QEMUFileWriter } from '../../src/migration/stream/index.ts';
 import type { MigrationFlags } from '../../src/uapi/index.ts';
 import { attachVfioDevices } from '../../src/vfio/index.ts';
-
-export { MODELS } from '../device/sim/helpers.ts';
-export type { ModelName } from '../device/sim/helpers.ts';
 import { makeDevice } from '../device/sim/helpers.ts';
 import type { ModelName } from '../device/sim/helpers.ts';
 import type {
@@ -27,6 +24,9 @@ import type {
   VfioDeviceSet,
   VfioMigrationEvent,
 } from '../../src/vfio/index.ts';
+
+export { MODELS } from '../device/sim/helpers.ts';
+export type { ModelName } from '../device/sim/helpers.ts';
 
 /** A sim device of `model` with `flags`; `extra` (",key=value...") overrides the defaults. */
 export function simDevice(
