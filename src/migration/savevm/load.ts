@@ -65,6 +65,11 @@ export interface LoadObserver {
   section?(idstr: string, instanceId: number, type: SectionType): void | Promise<void>;
   /** The EOF marker was read: every section is in. */
   eof?(): void;
+  /**
+   * Before a load thread runs: what it returns is awaited first (the fault layer may hold
+   * the thread back); `signal` aborts when the load fails meanwhile.
+   */
+  loadThread?(name: string, signal: AbortSignal): void | Promise<void>;
 }
 
 export interface LoadVMOptions {
@@ -214,7 +219,10 @@ export class LoadVMState {
 
   #startLoadThread(name: string, job: LoadThread): void {
     const signal = this.#threadAbort.signal;
-    const run = () => job(signal);
+    const run = async () => {
+      await this.#observer?.loadThread?.(name, signal);
+      return job(signal);
+    };
     const traced =
       this.#trace === undefined ? run() : this.#trace.span('load-thread', name, 0, run);
     const running = traced.catch((err: unknown) => {
