@@ -12,7 +12,9 @@
  * only once the channel's first bytes said which it is (`channelIdentified`), so while a
  * channel fault is armed for it every accepted connection gets a proxy, which does nothing
  * until a fault is installed on it. A load fault fires in the incoming migration's load; a
- * packet fault in the source's queue of multifd device-state packets (`deviceStatePackets`).
+ * packet fault in the source's queue of multifd device-state packets (`deviceStatePackets`);
+ * a load-thread fault when the first load thread of an incoming migration starts, holding it
+ * and every other load thread of that migration back until its time is up.
  */
 import type { Socket } from 'node:net';
 import type { MigrationIncomingState } from '../incoming.ts';
@@ -46,6 +48,7 @@ import type {
   FaultSide,
   LoadFaultSpec,
   LoadSectionType,
+  LoadThreadFaultSpec,
   MigrationFaultSpec,
   PacketFaultSpec,
 } from './spec.ts';
@@ -126,6 +129,8 @@ export class MigrationFaultPlan {
   readonly #unidentified = new Map<MigrationConnection, FaultChannel | null>();
   #target: FaultPlanTarget | null = null;
   #incomingPhase: FaultPhase | null = null;
+  /** Load threads wait until then (performance.now()), once a load-thread fault fired. */
+  #loadThreadsHeldUntil = 0;
   #nextId = 1;
 
   constructor(opts: FaultPlanOptions = {}) {
@@ -203,6 +208,7 @@ export class MigrationFaultPlan {
       }
     },
     eof: () => this.#setIncomingPhase(FaultPhase.AFTER_EOF),
+    loadThread: (_name, signal) => this.#holdLoadThread(signal),
   };
 
   /** Where this side's migration is, or null when it does not run. */
@@ -414,6 +420,28 @@ export class MigrationFaultPlan {
       bytesIn: channel?.bytesIn ?? 0,
       bytesOut: channel?.bytesOut ?? 0,
     };
+  }
+
+  /** A load thread starts: held back while a load-thread fault holds them (abortable). */
+  async #holdLoadThread(signal: AbortSignal): Promise<void> {
+    for (const f of this.#records) {
+      if (f.state !== 'armed' || f.spec.type !== 'load-thread') continue;
+      const spec: LoadThreadFaultSpec = f.spec;
+      this.#markFired(f, 'incoming');
+      this.#loadThreadsHeldUntil = performance.now() + spec.ms;
+      break;
+    }
+    const ms = this.#loadThreadsHeldUntil - performance.now();
+    if (ms <= 0 || signal.aborted) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   #setIncomingPhase(phase: FaultPhase): void {

@@ -8,6 +8,8 @@
  *   load     the destination's load of a section fails (the nth START/PART/END/FULL of an entry)
  *   packet   the source sends an entry's nth multifd device-state packet twice, or with a
  *            version the destination does not know (VFIODeviceStatePacket, §4.2)
+ *   load-thread  the destination's load threads start late, so multifd device-state packets
+ *            queue meanwhile (what x-migration-max-queued-buffers-size bounds, §4.5)
  *
  * Device faults (a failing arc, ERROR, a damaged or short stream) belong to the device
  * backends and are armed there; see src/qmp/commands/fault-commands.ts.
@@ -81,7 +83,17 @@ export interface PacketFaultSpec {
   readonly nth?: number;
 }
 
-export type MigrationFaultSpec = ChannelFaultSpec | LoadFaultSpec | PacketFaultSpec;
+export interface LoadThreadFaultSpec {
+  readonly type: 'load-thread';
+  /**
+   * How long every load thread of the next incoming migration is held back, from the start
+   * of the first one (SWITCHOVER_START); a failing load releases them at once.
+   */
+  readonly ms: number;
+}
+
+export type MigrationFaultSpec =
+  ChannelFaultSpec | LoadFaultSpec | PacketFaultSpec | LoadThreadFaultSpec;
 
 function checkCount(what: string, v: number | undefined, min: number): void {
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= min)) {
@@ -95,6 +107,10 @@ export function checkFaultSpec(f: MigrationFaultSpec): void {
     if (f.section.length === 0) throw new Error('a load fault needs a section idstr');
     checkCount('instance', f.instance, 0);
     checkCount('nth', f.nth, 1);
+    return;
+  }
+  if (f.type === 'load-thread') {
+    checkCount('ms', f.ms, 1);
     return;
   }
   if (f.type === 'packet') {
@@ -134,6 +150,7 @@ export function describeFault(f: MigrationFaultSpec): string {
     const which = f.sectionType === undefined ? 'section' : `${f.sectionType.toUpperCase()}`;
     return `load of ${which} '${f.section}'${f.instance ? ` instance ${f.instance}` : ''} #${f.nth ?? 1} fails`;
   }
+  if (f.type === 'load-thread') return `incoming: load threads held back ${f.ms} ms`;
   if (f.type === 'packet') {
     const how = f.action === 'duplicate' ? 'sent twice' : 'sent with a bad version';
     return `outgoing: device state packet #${f.nth ?? 1}${f.section === undefined ? '' : ` of '${f.section}'`} ${how}`;

@@ -10,6 +10,8 @@
  *       version
  *   x-inject-fault {type: "load", section, instance?, section-type?, nth?}
  *       the destination's load of that section fails
+ *   x-inject-fault {type: "load-thread", ms}
+ *       the destination's load threads (multifd device state) start `ms` late
  *   x-inject-fault {type: "device", id, action, ...}
  *       a simulated device's fault (src/device/sim/faults.ts): fail-arc, error,
  *       corrupt-stream, truncate-stream, stall-reads, clear
@@ -52,7 +54,7 @@ export const DEVICE_FAULT_ACTIONS = [
 const count = z.number().int().nonnegative();
 
 const injectArgs = z.object({
-  type: z.enum(['channel', 'load', 'device', 'packet']),
+  type: z.enum(['channel', 'load', 'device', 'packet', 'load-thread']),
   // channel
   side: z.enum(['outgoing', 'incoming']).optional(),
   channel: count.optional(),
@@ -87,6 +89,7 @@ const ARGS_OF: Readonly<Record<InjectArgs['type'], readonly ArgName[]>> = {
   channel: ['side', 'channel', 'action', 'bytes', 'direction', 'phase', 'now', 'ms'],
   load: ['section', 'instance', 'section-type', 'nth'],
   packet: ['action', 'section', 'nth'],
+  'load-thread': ['ms'],
   device: [
     'id',
     'action',
@@ -141,6 +144,10 @@ function migrationFault(vm: Vm, a: InjectArgs): MigrationFaultSpec {
       sectionType: a['section-type'],
       nth: a.nth,
     };
+  }
+  if (a.type === 'load-thread') {
+    if (a.ms === undefined) throw new Error("a load-thread fault needs 'ms'");
+    return { type: 'load-thread', ms: a.ms };
   }
   if (a.type === 'packet') {
     return {
