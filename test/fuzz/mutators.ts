@@ -1,37 +1,31 @@
 /**
- * Structure-aware mutations of a valid migration stream: they aim at the bytes a loader must
- * distrust (types, ids, lengths, footers, order) as well as anywhere at random. The structure
- * comes from `inspect`, so mutations follow the real layout of the capture.
+ * Structure-aware mutations of a valid capture of what a loader reads (a migration stream, a
+ * multifd channel): they aim at the bytes a loader must distrust (types, ids, magics, flags,
+ * lengths, footers, order) as well as anywhere at random. The structure comes from whoever
+ * made the capture (`inspect` for a stream, the packet layout for a multifd channel), so
+ * mutations follow the real layout.
  */
-import type { InspectReport, InspectedSection } from '../../src/inspect/index.ts';
-
 export type Rng = () => number;
 
 const int = (rng: Rng, n: number) => Math.floor(rng() * n);
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[int(rng, xs.length)]!;
 
-/** The DEV_DATA_STATE delimiter: a u64 size follows it. */
-const DEV_DATA_STATE = Buffer.from('ffffffffef100004', 'hex');
+/** A framed piece of a capture: a section, a packet with its payload. */
+export interface Part {
+  readonly offset: number;
+  readonly length: number;
+}
 
 export interface Capture {
   readonly bytes: Buffer;
-  readonly report: InspectReport;
-  readonly sections: readonly InspectedSection[];
-  /** Offsets of VFIO DEV_DATA_STATE size fields. */
-  readonly dataSizes: readonly number[];
-}
-
-export function capture(bytes: Buffer, report: InspectReport): Capture {
-  const sections = report.items.filter((i): i is InspectedSection => i.item === 'section');
-  const dataSizes: number[] = [];
-  for (
-    let at = bytes.indexOf(DEV_DATA_STATE);
-    at >= 0;
-    at = bytes.indexOf(DEV_DATA_STATE, at + 1)
-  ) {
-    dataSizes.push(at + 8);
-  }
-  return { bytes, report, sections, dataSizes };
+  /** The framed pieces, in order, each whole (at least one). */
+  readonly parts: readonly Part[];
+  /** Offsets of single bytes a reader must check: types, ids, magics, flags, footers. */
+  readonly framing: readonly number[];
+  /** Offsets of big-endian u32 lengths and counts (or the high half of a u64). */
+  readonly lengths: readonly number[];
+  /** Bytes before the first part: a stream's header, a channel's handshake. */
+  readonly headerLength: number;
 }
 
 export type Mutator = (c: Capture, rng: Rng) => Buffer;
@@ -44,61 +38,41 @@ function randomBytes(rng: Rng, n: number): Buffer {
   return b;
 }
 
-/** Offsets of one section's framing bytes: type, id, idstr length, footer. */
-function framing(s: InspectedSection): number[] {
-  const at = [s.offset, s.offset + 1, s.offset + 4];
-  if (s.type === 'START' || s.type === 'FULL') at.push(s.offset + 5);
-  if (s.complete) at.push(s.offset + s.length - 5, s.offset + s.length - 1);
-  return at;
+function flipAt(c: Capture, rng: Rng, at: number): Buffer {
+  const b = copy(c);
+  if (at < b.length) b[at] = b[at]! ^ (1 + int(rng, 255));
+  return b;
 }
 
-const HUGE: readonly (readonly number[])[] = [
-  [0xff, 0xff, 0xff, 0xff],
-  [0x7f, 0xff, 0xff, 0xff],
-  [0x00, 0x00, 0x01, 0x00],
-  [0x80, 0x00, 0x00, 0x00],
-];
+const HUGE: readonly number[] = [0xffffffff, 0x7fffffff, 0x00000100, 0x80000000, 0x00ffffff];
 
 export const MUTATORS: Readonly<Record<string, Mutator>> = {
-  'flip any byte': (c, rng) => {
-    const b = copy(c);
-    const at = int(rng, b.length);
-    b[at] = b[at]! ^ (1 + int(rng, 255));
-    return b;
-  },
-  'flip a framing byte': (c, rng) => {
-    const b = copy(c);
-    const at = pick(rng, framing(pick(rng, c.sections)));
-    b[at] = b[at]! ^ (1 + int(rng, 255));
-    return b;
-  },
-  'flip a header byte': (c, rng) => {
-    const b = copy(c);
-    const at = int(rng, Math.min(b.length, 64));
-    b[at] = b[at]! ^ (1 + int(rng, 255));
-    return b;
-  },
+  'flip any byte': (c, rng) => flipAt(c, rng, int(rng, c.bytes.length)),
+  'flip a framing byte': (c, rng) => flipAt(c, rng, pick(rng, c.framing)),
+  'flip a header byte': (c, rng) =>
+    flipAt(c, rng, int(rng, Math.max(1, Math.min(c.bytes.length, c.headerLength, 64)))),
   truncate: (c, rng) => c.bytes.subarray(0, int(rng, c.bytes.length)),
-  'truncate inside a section': (c, rng) => {
-    const s = pick(rng, c.sections);
-    return c.bytes.subarray(0, s.offset + int(rng, s.length));
+  'truncate inside a part': (c, rng) => {
+    const p = pick(rng, c.parts);
+    return c.bytes.subarray(0, p.offset + int(rng, p.length));
   },
   'extend with garbage': (c, rng) => Buffer.concat([c.bytes, randomBytes(rng, 1 + int(rng, 4096))]),
   'huge length': (c, rng) => {
     const b = copy(c);
-    const targets: number[] = [9]; // configuration name length (after magic, version, 0x07)
-    if (c.report.vmdesc) targets.push(c.report.vmdesc.offset + 1);
-    for (const s of c.sections)
-      if (s.type === 'START' || s.type === 'FULL') targets.push(s.offset + 5);
-    targets.push(...c.dataSizes, ...c.dataSizes.map((d) => d + 4));
-    const at = pick(rng, targets);
-    const huge = pick(rng, HUGE);
-    for (let i = 0; i < huge.length && at + i < b.length; i++) b[at + i] = huge[i]!;
+    const at = pick(rng, c.lengths);
+    if (at + 4 <= b.length) b.writeUInt32BE(pick(rng, HUGE), at);
     return b;
   },
-  'swap two sections': (c, rng) => {
-    const a = pick(rng, c.sections);
-    const z = pick(rng, c.sections);
+  'length off by one': (c, rng) => {
+    const b = copy(c);
+    const at = pick(rng, c.lengths);
+    if (at + 4 <= b.length)
+      b.writeUInt32BE((b.readUInt32BE(at) + (rng() < 0.5 ? 1 : -1)) >>> 0, at);
+    return b;
+  },
+  'swap two parts': (c, rng) => {
+    const a = pick(rng, c.parts);
+    const z = pick(rng, c.parts);
     const [x, y] = a.offset < z.offset ? [a, z] : [z, a];
     if (x === y || x.offset + x.length > y.offset) return copy(c);
     const b = c.bytes;
@@ -110,20 +84,17 @@ export const MUTATORS: Readonly<Record<string, Mutator>> = {
       b.subarray(y.offset + y.length),
     ]);
   },
-  'repeat a section': (c, rng) => {
-    const s = pick(rng, c.sections);
+  'repeat a part': (c, rng) => {
+    const p = pick(rng, c.parts);
     const b = c.bytes;
-    const end = s.offset + s.length;
-    return Buffer.concat([b.subarray(0, end), b.subarray(s.offset, end), b.subarray(end)]);
+    const end = p.offset + p.length;
+    return Buffer.concat([b.subarray(0, end), b.subarray(p.offset, end), b.subarray(end)]);
   },
-  'drop a section': (c, rng) => {
-    const s = pick(rng, c.sections);
-    return Buffer.concat([c.bytes.subarray(0, s.offset), c.bytes.subarray(s.offset + s.length)]);
+  'drop a part': (c, rng) => {
+    const p = pick(rng, c.parts);
+    return Buffer.concat([c.bytes.subarray(0, p.offset), c.bytes.subarray(p.offset + p.length)]);
   },
   'random bytes after a valid header': (c, rng) =>
-    Buffer.concat([
-      c.bytes.subarray(0, c.sections[0]?.offset ?? 8),
-      randomBytes(rng, int(rng, 8192)),
-    ]),
+    Buffer.concat([c.bytes.subarray(0, c.headerLength), randomBytes(rng, int(rng, 8192))]),
   'random bytes': (_c, rng) => randomBytes(rng, int(rng, 4096)),
 };

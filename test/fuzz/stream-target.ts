@@ -6,8 +6,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { InspectReport, InspectedSection } from '../../src/inspect/index.ts';
 import { Vm, parseVmConfig } from '../../src/vm/index.ts';
 import type { VmConfig } from '../../src/vm/index.ts';
+import type { Capture } from './mutators.ts';
 
 /** A tiny VM with a record-stream device (CRC-protected) and an mtty. */
 export const FUZZ_VM: VmConfig = parseVmConfig({
@@ -31,6 +33,41 @@ export async function saveValidStream(path: string): Promise<void> {
   } finally {
     await src.destroy();
   }
+}
+
+/** The DEV_DATA_STATE delimiter: a u64 size follows it. */
+const DEV_DATA_STATE = Buffer.from('ffffffffef100004', 'hex');
+
+/** Offsets of one section's framing bytes: type, id, idstr length, footer. */
+function framing(s: InspectedSection): number[] {
+  const at = [s.offset, s.offset + 1, s.offset + 4];
+  if (s.type === 'START' || s.type === 'FULL') at.push(s.offset + 5);
+  if (s.complete) at.push(s.offset + s.length - 5, s.offset + s.length - 1);
+  return at;
+}
+
+/** A stream's structure, as `inspect` decoded it, for the mutators. */
+export function streamCapture(bytes: Buffer, report: InspectReport): Capture {
+  const sections = report.items.filter((i): i is InspectedSection => i.item === 'section');
+  if (sections.length === 0) throw new Error('the seed stream has no section');
+  // The configuration's name length (after magic, version and QEMU_VM_CONFIGURATION).
+  const lengths: number[] = [9];
+  if (report.vmdesc) lengths.push(report.vmdesc.offset + 1);
+  for (const s of sections) if (s.type === 'START' || s.type === 'FULL') lengths.push(s.offset + 5);
+  for (
+    let at = bytes.indexOf(DEV_DATA_STATE);
+    at >= 0;
+    at = bytes.indexOf(DEV_DATA_STATE, at + 1)
+  ) {
+    lengths.push(at + 8, at + 12);
+  }
+  return {
+    bytes,
+    parts: sections,
+    framing: sections.flatMap(framing),
+    lengths,
+    headerLength: sections[0]!.offset,
+  };
 }
 
 export interface LoadOutcome {
