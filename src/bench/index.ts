@@ -1,6 +1,7 @@
 /** The library behind `vfio-migrate bench`. */
 export * from './downtime.ts';
 export * from './image.ts';
+export * from './multifd-downtime.ts';
 export * from './pair.ts';
 export * from './proc.ts';
 export * from './qemu.ts';

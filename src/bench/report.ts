@@ -1,5 +1,6 @@
 /** The benchmarks' results as text for a terminal (`--json` prints the objects instead). */
 import type { DowntimeResult } from './downtime.ts';
+import type { DowntimePhases, MultifdDowntimeReport } from './multifd-downtime.ts';
 import type { RamBenchResult } from './ram.ts';
 import type { Summary } from './stats.ts';
 
@@ -66,5 +67,49 @@ export function formatDowntimeReport(results: readonly DowntimeResult[]): string
         `${(r.bandwidthBytesPerSecond / MiB).toFixed(0)} MiB/s; total ${r.totalTimeMs} ms; ${verdict}`,
     );
   }
+  return lines.join('\n') + '\n';
+}
+
+const PHASE_COLUMNS: readonly [string, keyof DowntimePhases][] = [
+  ['downtime', 'downtimeMs'],
+  ['stop', 'stopMs'],
+  ['iterables', 'iterablesMs'],
+  ['ram', 'ramMs'],
+  ['reads', 'deviceReadMs'],
+  ['config', 'configSaveMs'],
+  ['dst tail', 'destinationTailMs'],
+  ['dev write', 'deviceWriteMs'],
+  ['cfg load', 'configLoadMs'],
+  ['start', 'startMs'],
+];
+
+export function formatMultifdDowntimeReport(r: MultifdDowntimeReport): string {
+  const first = r.results[0];
+  const head = ['devices', 'state over', ...PHASE_COLUMNS.map(([name]) => name)];
+  const rows = r.results.map((x) => [
+    String(x.devices),
+    x.path === 'multifd' ? 'multifd' : 'main',
+    ...PHASE_COLUMNS.map(([, key]) => x.phases[key].toFixed(0)),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: readonly string[]) =>
+    '  ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const lines = [
+    'Downtime with device state over multifd vs over the main channel (medians, ms); ' +
+      (first === undefined
+        ? ''
+        : `${formatBytes(first.stateBytesPerDevice)} of stop-copy state per device, ` +
+          `${first.channels} multifd channels, ${r.cpus} CPUs`),
+    line(head),
+    ...rows.map(line),
+    '  speed-up (main / multifd downtime): ' +
+      Object.entries(r.speedup)
+        .map(([devices, s]) => `${devices} device${devices === '1' ? '' : 's'} ${s.toFixed(2)}x`)
+        .join(', '),
+    '  stop: vCPUs and devices stopped; iterables: END sections and precopy-thread jobs on the ' +
+      "source; ram: RAM's END section; reads: the longest device save; config: FULL sections; dst tail: from the " +
+      "source's last byte to the destination's load done; dev write / cfg load: the longest " +
+      'device load and config load there; start: devices and vCPUs started, SHUT back',
+  ];
   return lines.join('\n') + '\n';
 }

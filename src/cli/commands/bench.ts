@@ -5,10 +5,13 @@ import { parseSize } from '../../device/sim/index.ts';
 import {
   DOWNTIME_SCENARIOS,
   RAM_PATTERNS,
+  MULTIFD_DEVICE_COUNTS,
   checkChannels,
   formatDowntimeReport,
+  formatMultifdDowntimeReport,
   formatRamReport,
   runDowntimeBench,
+  runMultifdDowntimeBench,
   runRamBench,
 } from '../../bench/index.ts';
 import type { RamPattern } from '../../bench/index.ts';
@@ -17,6 +20,15 @@ import { cliParser } from '../parse.ts';
 interface DowntimeOptions {
   repetitions: number;
   scenario?: string[];
+  timeout: number;
+  json?: boolean;
+}
+
+interface MultifdOptions {
+  devices?: number[];
+  stateSize: number;
+  channels: number;
+  repetitions: number;
   timeout: number;
   json?: boolean;
 }
@@ -56,6 +68,22 @@ function channels(text: string): number {
   const n = integer(1)(text);
   checkChannels(n);
   return n;
+}
+
+/** A device's state: a whole number of MiB, 1 MiB to 1 GiB. */
+function stateSize(text: string): number {
+  const n = parseSize(text);
+  if (n < 1 << 20 || n > 1 << 30 || n % (1 << 20) !== 0) {
+    throw new Error(`"${text}" is not a whole number of MiB between 1M and 1G`);
+  }
+  return n;
+}
+
+/** A repeatable --devices: 1 to 16 devices per guest. */
+function collectDevices(value: string, previous: number[] | undefined): number[] {
+  const n = cliParser(integer(1))(value);
+  if (n > 16) throw new InvalidArgumentError(`"${value}" devices: at most 16`);
+  return [...(previous ?? []), n];
 }
 
 function pattern(text: string): RamPattern {
@@ -147,6 +175,43 @@ export function registerBench(program: Command): void {
         opts.json === true
           ? `${JSON.stringify({ scenarios: results }, null, 2)}\n`
           : formatDowntimeReport(results),
+      );
+    });
+  registerMultifd(bench);
+}
+
+function registerMultifd(bench: Command): void {
+  bench
+    .command('multifd')
+    .description(
+      'the downtime of a running guest whose GPUs send all their state during stop-copy, ' +
+        'with that state over the multifd channels (x-migration-multifd-transfer=on) and over ' +
+        'the main channel (off), for 1, 2 and 4 devices, RAM over multifd in both; where the ' +
+        'downtime goes (x-query-downtime on both sides), medians',
+    )
+    .option(
+      '--devices <n>',
+      `devices per guest, repeatable (default ${MULTIFD_DEVICE_COUNTS.join(', ')})`,
+      collectDevices,
+    )
+    .option('--state-size <size>', "each device's stop-copy state", cliParser(stateSize), 192 << 20)
+    .option('--channels <n>', 'multifd-channels on both sides', cliParser(channels), 4)
+    .option('--repetitions <n>', 'migrations per device count and path', cliParser(integer(1)), 3)
+    .option('--timeout <ms>', 'longest one migration may take', cliParser(integer(1)), 300_000)
+    .option('--json', 'print one JSON object')
+    .action(async (opts: MultifdOptions) => {
+      const report = await runMultifdDowntimeBench({
+        devices: opts.devices ?? MULTIFD_DEVICE_COUNTS,
+        stateBytes: opts.stateSize,
+        channels: opts.channels,
+        repetitions: opts.repetitions,
+        timeoutMs: opts.timeout,
+        progress: opts.json === true ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(
+        opts.json === true
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : formatMultifdDowntimeReport(report),
       );
     });
 }
