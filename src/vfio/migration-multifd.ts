@@ -17,6 +17,7 @@
  * `#wake` resolves whoever waits for a buffer or for DEV_CONFIG_LOAD_READY.
  */
 import type { DataFd } from '../device/device.ts';
+import { wallClockMs } from '../migration/downtime-trace.ts';
 import type { PrecopyThreadJob } from '../migration/savevm/handlers.ts';
 import {
   MemorySink,
@@ -122,6 +123,14 @@ export interface MultifdLoadFigures {
   configLoaded: boolean;
   /** How long loading the config took, in ms (where the load thread's time goes). */
   configLoadMs: number;
+  /**
+   * When DEV_CONFIG_LOAD_READY came, the last data buffer was written and the config was
+   * loaded: wall-clock ms on x-query-downtime's clock (null: not, or not yet), so that the
+   * order of the config against the iterables' END sections shows (§4.5).
+   */
+  loadReadyAt: number | null;
+  dataLoadedAt: number | null;
+  configLoadedAt: number | null;
 }
 
 /** `VFIOMultifd`: one device's incoming packets and its load thread. */
@@ -149,6 +158,9 @@ export class VfioMultifdLoad {
     outOfOrder: 0,
     configLoaded: false,
     configLoadMs: 0,
+    loadReadyAt: null,
+    dataLoadedAt: null,
+    configLoadedAt: null,
   };
 
   /** `maxQueued` is x-migration-max-queued-buffers-size (2^64-1: unlimited). */
@@ -221,6 +233,7 @@ export class VfioMultifdLoad {
     }
     if (this.#iterDone) throw new Error(`${name}: duplicate DEV_CONFIG_LOAD_READY`);
     this.#iterDone = true;
+    this.figures.loadReadyAt = wallClockMs();
     this.#wake();
   }
 
@@ -258,6 +271,7 @@ export class VfioMultifdLoad {
       this.#buffers.delete(this.#next);
       this.#next++;
     }
+    this.figures.dataLoadedAt = wallClockMs();
     while (this.#configAfterIter && !this.#iterDone) {
       if (signal.aborted) throw new Error('operation cancelled');
       await this.#waitWake();
@@ -306,6 +320,7 @@ export class VfioMultifdLoad {
       });
     }
     this.figures.configLoaded = true;
+    this.figures.configLoadedAt = wallClockMs();
     this.figures.configLoadMs = performance.now() - start;
   }
 

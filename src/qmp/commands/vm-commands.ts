@@ -189,5 +189,8 @@ function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | nu
     'out-of-order': f.outOfOrder,
     'config-loaded': f.configLoaded,
     'config-load-ms': f.configLoadMs,
+    'load-ready-at': f.loadReadyAt,
+    'data-loaded-at': f.dataLoadedAt,
+    'config-loaded-at': f.configLoadedAt,
   };
 }
