@@ -62,7 +62,8 @@ export function acceptChannels(
       } else if (magic === MULTIFD_MAGIC) {
         identified(conn, await recv.addChannel(conn, file));
       } else {
-        throw new Error(`unknown channel magic: 0x${magic.toString(16)}`);
+        // QEMU's message, and which connection it came on.
+        throw new Error(`${conn.description}: unknown channel magic: 0x${magic.toString(16)}`);
       }
       if (main !== null && recv.allCreated) settle(null, main);
     };
