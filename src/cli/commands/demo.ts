@@ -90,6 +90,13 @@ export function registerDemo(program: Command): void {
       60_000,
     )
     .option(
+      '--multifd [channels]',
+      'migrate with the multifd capability: RAM and device state (x-migration-multifd-transfer ' +
+        'auto) over this many channels beside the main one (1-255, default 2); the summary ' +
+        'shows what each channel carried',
+      cliParser(multifdChannels),
+    )
+    .option(
       '--json',
       'print one JSON object: status, verified, totalTimeMs, downtimeMs, devices, ...',
     )
@@ -97,8 +104,9 @@ export function registerDemo(program: Command): void {
       async (
         opts: Omit<
           DemoOptions,
-          'device' | 'switchoverAck' | 'json' | 'viommu' | 'deviceProperty'
+          'device' | 'switchoverAck' | 'json' | 'viommu' | 'deviceProperty' | 'multifd'
         > & {
+          multifd?: number | true;
           device?: string[];
           switchoverAck?: boolean;
           json?: boolean;
@@ -112,11 +120,23 @@ export function registerDemo(program: Command): void {
           switchoverAck: opts.switchoverAck ?? false,
           viommu: opts.viommu ?? false,
           deviceProperty: opts.deviceProperty ?? [],
+          multifd: opts.multifd === true ? DEFAULT_MULTIFD_CHANNELS : (opts.multifd ?? null),
           json: opts.json ?? false,
         });
         if (!result.verified) process.exitCode = 1;
       },
     );
+}
+
+/** multifd-channels' default (QEMU's). */
+const DEFAULT_MULTIFD_CHANNELS = 2;
+
+function multifdChannels(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 255) {
+    throw new Error(`"${text}" is not a channel count from 1 to 255`);
+  }
+  return n;
 }
 
 function iommuMode(text: string): HostIommuMode {

@@ -26,6 +26,8 @@ export interface DemoOptions {
   warmup: number;
   /** ms before the demo gives up and cancels. */
   timeout: number;
+  /** Multifd with this many channels (RAM and device state beside the main channel), or off. */
+  multifd: number | null;
   json: boolean;
 }
 

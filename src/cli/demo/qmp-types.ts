@@ -38,3 +38,15 @@ export function migrationStates(log: readonly VfioStateLogEntry[]): string[] {
   }
   return states;
 }
+
+/** `x-query-multifd`: what each multifd channel carried in the last migration. */
+export interface MultifdInfo {
+  outgoing: { id: number; packets: number }[];
+  incoming: {
+    id: number;
+    packets: number;
+    'ram-packets': number;
+    'device-state-packets': number;
+    syncs: number;
+  }[];
+}

@@ -2,7 +2,7 @@
 import pc from 'picocolors';
 import { bytes, count, ms, rate } from './format.ts';
 import { migrationStates } from './qmp-types.ts';
-import type { MigrationInfo, StateDigest, VfioInfo } from './qmp-types.ts';
+import type { MigrationInfo, MultifdInfo, StateDigest, VfioInfo } from './qmp-types.ts';
 
 export interface DemoDeviceResult {
   id: string;
@@ -50,6 +50,23 @@ export interface DemoResult {
   devices: DemoDeviceResult[];
   /** Run state of the destination after `cont`. */
   destinationRunState: string | null;
+  /** With multifd: what each channel carried (x-query-multifd of both sides); else null. */
+  multifd: DemoMultifdResult | null;
+}
+
+export interface DemoMultifdResult {
+  /** Bytes sent over the multifd channels (query-migrate's multifd-bytes). */
+  bytes: number;
+  channels: {
+    id: number;
+    /** Packets the source wrote, its handshake included. */
+    sent: number;
+    /** Packets the destination took: RAM, device state, and how many SYNCs. */
+    received: number;
+    ramPackets: number;
+    deviceStatePackets: number;
+    syncs: number;
+  }[];
 }
 
 export interface DemoFacts {
@@ -60,6 +77,32 @@ export interface DemoFacts {
   sourceDigest: StateDigest | null;
   destinationDigest: StateDigest | null;
   destinationRunState: string | null;
+  sourceMultifd?: MultifdInfo | null;
+  destinationMultifd?: MultifdInfo | null;
+}
+
+function multifdResult(f: DemoFacts): DemoMultifdResult | null {
+  const src = f.sourceMultifd ?? null;
+  const dst = f.destinationMultifd ?? null;
+  if (src === null && dst === null) return null;
+  const ids = [...new Set([...(src?.outgoing ?? []), ...(dst?.incoming ?? [])].map((c) => c.id))];
+  return {
+    bytes: f.info.ram?.['multifd-bytes'] ?? 0,
+    channels: ids
+      .sort((a, b) => a - b)
+      .map((id) => {
+        const out = src?.outgoing.find((c) => c.id === id);
+        const inc = dst?.incoming.find((c) => c.id === id);
+        return {
+          id,
+          sent: out?.packets ?? 0,
+          received: inc?.packets ?? 0,
+          ramPackets: inc?.['ram-packets'] ?? 0,
+          deviceStatePackets: inc?.['device-state-packets'] ?? 0,
+          syncs: inc?.syncs ?? 0,
+        };
+      }),
+  };
 }
 
 export function buildResult(f: DemoFacts): DemoResult {
@@ -116,6 +159,7 @@ export function buildResult(f: DemoFacts): DemoResult {
     },
     devices,
     destinationRunState: f.destinationRunState,
+    multifd: multifdResult(f),
   };
 }
 
@@ -148,6 +192,19 @@ export function renderResult(r: DemoResult): string {
       `         source       ${d.states.join(' -> ')}`,
       `         destination  ${d.destinationStates.join(' -> ')}`,
     );
+  }
+  if (r.multifd !== null) {
+    out.push(
+      '',
+      pc.bold(`Multifd channels (${bytes(r.multifd.bytes)} over them, beside the main channel)`),
+    );
+    for (const c of r.multifd.channels) {
+      out.push(
+        `  channel ${String(c.id).padEnd(3)} sent ${count(c.sent)} packets, received ` +
+          `${count(c.received)}: ${count(c.ramPackets)} RAM, ${count(c.deviceStatePackets)} ` +
+          `device state, ${count(c.syncs)} syncs`,
+      );
+    }
   }
   out.push('', pc.bold('Verification (source at switchover vs destination after load)'));
   out.push(

@@ -13,7 +13,7 @@ import { VmProcess } from '../vm-process.ts';
 import type { DemoOptions } from './options.ts';
 import { demoVmConfig } from './options.ts';
 import { ProgressView } from './progress.ts';
-import type { MigrationInfo, StateDigest, VfioInfo } from './qmp-types.ts';
+import type { MigrationInfo, MultifdInfo, StateDigest, VfioInfo } from './qmp-types.ts';
 import { buildResult, renderResult } from './report.ts';
 import type { DemoResult } from './report.ts';
 
@@ -30,28 +30,36 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const procs: VmProcess[] = [];
   try {
     say(pc.bold('Starting a destination and a source VM process'));
+    // Multifd must be set on the destination before it listens (`-incoming defer`).
     const [dst, src] = await Promise.all([
       VmProcess.spawn({
         name: 'destination',
         dir,
         config,
-        incoming: 'tcp:127.0.0.1:0',
+        incoming: o.multifd === null ? 'tcp:127.0.0.1:0' : 'defer',
         paused: true,
       }),
       VmProcess.spawn({ name: 'source', dir, config }),
     ]);
     procs.push(dst, src);
-    say(
-      `  source pid ${src.ready.pid} (QMP ${src.ready.qmp}), destination pid ${dst.ready.pid} ` +
-        `listening on ${dst.ready.incoming}`,
-    );
     const caps = [
       { capability: 'events', state: true },
       { capability: 'return-path', state: true },
       ...(o.switchoverAck ? [{ capability: 'switchover-ack', state: true }] : []),
+      ...(o.multifd !== null ? [{ capability: 'multifd', state: true }] : []),
     ];
-    for (const vm of [src, dst])
+    for (const vm of [src, dst]) {
       await vm.qmp.execute('migrate-set-capabilities', { capabilities: caps });
+      if (o.multifd !== null) {
+        await vm.qmp.execute('migrate-set-parameters', { 'multifd-channels': o.multifd });
+      }
+    }
+    const uri = dst.ready.incoming ?? (await listenIncoming(dst));
+    say(
+      `  source pid ${src.ready.pid} (QMP ${src.ready.qmp}), destination pid ${dst.ready.pid} ` +
+        `listening on ${uri}` +
+        (o.multifd === null ? '' : `, multifd with ${o.multifd} channels`),
+    );
     await src.qmp.execute('migrate-set-parameters', {
       'downtime-limit': o.downtimeLimit,
       'max-bandwidth': o.maxBandwidth * 1024 * 1024,
@@ -63,7 +71,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     say(`  letting the guest run for ${o.warmup} ms, then migrating`);
     await sleep(o.warmup);
 
-    await src.qmp.execute('migrate', { uri: dst.ready.incoming });
+    await src.qmp.execute('migrate', { uri });
     const info = await followMigration(src, o, say);
     const facts = {
       info,
@@ -73,6 +81,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       sourceDigest: null as StateDigest | null,
       destinationDigest: null as StateDigest | null,
       destinationRunState: null as string | null,
+      sourceMultifd: null as MultifdInfo | null,
+      destinationMultifd: null as MultifdInfo | null,
     };
     if (info.status === 'completed') {
       await waitIncomingDone(dst);
@@ -86,6 +96,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         await dst.qmp.execute<{ status: string }>('query-status')
       ).status;
       facts.destinationVfio = await dst.qmp.execute<VfioInfo>('x-query-vfio');
+    }
+    if (o.multifd !== null) {
+      [facts.sourceMultifd, facts.destinationMultifd] = await Promise.all([
+        src.qmp.execute<MultifdInfo>('x-query-multifd'),
+        dst.qmp.execute<MultifdInfo>('x-query-multifd'),
+      ]);
     }
     const result = buildResult(facts);
     if (o.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
@@ -123,6 +139,14 @@ async function followMigration(
     }
     await sleep(POLL_MS);
   }
+}
+
+/** `migrate-incoming` on the deferred destination, on a free loopback port; its URI. */
+async function listenIncoming(dst: VmProcess): Promise<string> {
+  await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+  const address = (await dst.qmp.execute<MigrationInfo>('query-migrate'))['socket-address']?.[0];
+  if (address?.type !== 'inet') throw new Error('destination: not listening on TCP');
+  return `tcp:${address.host}:${address.port}`;
 }
 
 /** The destination finishes its side (load, cleanup) right after the source completes. */
