@@ -30,8 +30,9 @@ export function registerFaults(program: Command): void {
   program
     .command('faults')
     .description(
-      'run the fault matrix: each fault (channel cut, reset or stall, a process killed, a ' +
-        'device failing, a section failing to load, a cancel) at each phase of a migration ' +
+      'run the fault matrix: each fault (a main or multifd channel cut, reset or stalled, a ' +
+        'process killed, a device failing, a section failing to load, a multifd device-state ' +
+        'packet refused, a cancel) at each phase of a migration ' +
         'between real processes, checking that the source keeps its guest, the destination ' +
         'never runs it, and a new migration succeeds; exits non-zero if a row breaks that',
     )

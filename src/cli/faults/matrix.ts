@@ -6,7 +6,7 @@
  *
  * Phases are those of spec.ts: setup, pre-copy, switchover-wait (the source paused before
  * switchover, `pause-before-switchover`), stop-and-copy, after-eof (the whole stream out,
- * SHUT not yet back).
+ * SHUT not yet back). Multifd rows migrate over multifd channels, with the same promises.
  */
 import { FaultPhase } from '../../migration/faults/index.ts';
 
@@ -52,6 +52,11 @@ export interface FaultRow {
   readonly sourcePaused?: boolean;
   /** Part of the quick subset (the tests run it). */
   readonly quick?: boolean;
+  /**
+   * Both sides migrate with the multifd capability and this many channels (the destinations
+   * wait with `-incoming defer` until it is set), the retry too.
+   */
+  readonly multifd?: number;
 }
 
 const P = FaultPhase;
@@ -140,6 +145,74 @@ function killRows(): FaultRow[] {
       quick: phase === P.AFTER_EOF,
     });
   }
+  return rows;
+}
+
+/** The channels of a multifd row: faults on channel 0 or 1 leave another one going. */
+export const MATRIX_MULTIFD_CHANNELS = 2;
+
+const packet = (action: string): FaultArgs => ({ type: 'packet', action, nth: 2 });
+
+/**
+ * Multifd (qemu-migration.md §4): a multifd channel cut or reset by either side while it
+ * carries RAM (pre-copy) or device state (stop-and-copy), the destination killed with every
+ * channel open, and a device-state packet the destination must refuse.
+ */
+function multifdRows(): FaultRow[] {
+  const m = MATRIX_MULTIFD_CHANNELS;
+  const rows: FaultRow[] = [];
+  for (const phase of [P.PRE_COPY, P.STOP_AND_COPY]) {
+    // Channel 1 in pre-copy, channel 0 (the first to carry a device's state) in stop-and-copy.
+    const id = phase === P.PRE_COPY ? 1 : 0;
+    rows.push(
+      {
+        fault: `multifd channel ${id} cut by the source`,
+        phase,
+        expect: Expect.SOURCE_KEEPS,
+        source: [at(phase, 'cut', { side: 'outgoing', channel: id })],
+        multifd: m,
+      },
+      {
+        fault: `multifd channel ${id} cut by the destination`,
+        phase,
+        expect: Expect.SOURCE_KEEPS,
+        destination: [at(phase, 'cut', { side: 'incoming', channel: id })],
+        multifd: m,
+        quick: phase === P.STOP_AND_COPY,
+      },
+    );
+  }
+  rows.push(
+    {
+      fault: 'multifd channel 1 reset by the destination',
+      phase: P.STOP_AND_COPY,
+      expect: Expect.SOURCE_KEEPS,
+      destination: [at(P.STOP_AND_COPY, 'reset', { side: 'incoming', channel: 1 })],
+      multifd: m,
+    },
+    ...[P.PRE_COPY, P.STOP_AND_COPY].map((phase): FaultRow => ({
+      fault: 'destination killed (multifd)',
+      phase,
+      expect: Expect.SOURCE_KEEPS,
+      destination: [at(phase, 'kill', { channel: 1 })],
+      multifd: m,
+    })),
+    {
+      fault: 'device-state packet sent twice',
+      phase: P.STOP_AND_COPY,
+      expect: Expect.SOURCE_KEEPS,
+      source: [packet('duplicate')],
+      multifd: m,
+      quick: true,
+    },
+    {
+      fault: 'device-state packet with a bad version',
+      phase: P.STOP_AND_COPY,
+      expect: Expect.SOURCE_KEEPS,
+      source: [packet('bad-version')],
+      multifd: m,
+    },
+  );
   return rows;
 }
 
@@ -277,5 +350,6 @@ export function faultMatrix(): FaultRow[] {
       destination: [at(P.STOP_AND_COPY, 'kill')],
       sourcePaused: true,
     },
+    ...multifdRows(),
   ];
 }

@@ -39,9 +39,14 @@ export class FaultProcesses {
     return this.#spawn('src', {});
   }
 
-  /** A destination listening on loopback; `paused` keeps the guest stopped after the load (-S). */
-  destination(paused: boolean): Promise<VmProcess> {
-    return this.#spawn(paused ? 'retry' : 'dst', { incoming: 'tcp:127.0.0.1:0', paused });
+  /**
+   * A destination listening on loopback, or waiting (`deferred`: `-incoming defer`, for what
+   * must be set before it listens, such as multifd); `paused` keeps the guest stopped after
+   * the load (-S).
+   */
+  destination(paused: boolean, deferred = false): Promise<VmProcess> {
+    const incoming = deferred ? 'defer' : 'tcp:127.0.0.1:0';
+    return this.#spawn(paused ? 'retry' : 'dst', { incoming, paused });
   }
 
   /** `quit`, or a kill if it does not go. */
@@ -69,6 +74,18 @@ export class FaultProcesses {
 export async function setCapabilities(vm: VmProcess, caps: Record<string, boolean>): Promise<void> {
   const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
   await vm.qmp.execute('migrate-set-capabilities', { capabilities });
+}
+
+/**
+ * Where a destination takes its migration: its `-incoming` address, or for one spawned
+ * deferred, `migrate-incoming` on a free loopback port now.
+ */
+export async function listenUri(vm: VmProcess): Promise<string> {
+  if (vm.ready.incoming !== null) return vm.ready.incoming;
+  await vm.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+  const address = (await queryMigrate(vm))['socket-address']?.[0];
+  if (address?.type !== 'inet') throw new Error(`${vm.name}: not listening on tcp`);
+  return `tcp:127.0.0.1:${address.port}`;
 }
 
 export function queryMigrate(vm: VmProcess): Promise<MigrationInfo> {

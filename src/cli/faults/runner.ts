@@ -17,6 +17,7 @@ import type { FaultArgs, FaultRow } from './matrix.ts';
 import {
   FaultProcesses,
   deviceStates,
+  listenUri,
   migrationEnd,
   runState,
   setCapabilities,
@@ -100,10 +101,11 @@ class RowRunner {
       if (!ok) problems.push(problem);
     };
     // The retry's destination starts with the row's: it is needed in most rows.
+    const deferred = row.multifd !== undefined;
     const [src, dst, next] = await Promise.all([
       this.#source(),
-      this.#procs.destination(false),
-      this.#procs.destination(true),
+      this.#procs.destination(false, deferred),
+      this.#procs.destination(true, deferred),
     ]);
     let retry = 'not run';
     let outcome = '';
@@ -111,8 +113,8 @@ class RowRunner {
     let errors: RowResult['errors'] = { source: null, destination: null };
     let sourceUsable = false;
     try {
-      await this.#prepare(row, src, dst);
-      await src.qmp.execute('migrate', { uri: dst.ready.incoming });
+      const uri = await this.#prepare(row, src, dst);
+      await src.qmp.execute('migrate', { uri });
       await this.#act(row, src, dst, check);
       const [s, d] = await Promise.all([
         migrationEnd(src, SIDE_TIMEOUT_MS),
@@ -132,7 +134,7 @@ class RowRunner {
         retry = 'skipped';
       } else {
         const resume = row.sourcePaused === true || row.expect === Expect.IN_DOUBT;
-        retry = await this.#retry(src, next, resume, check);
+        retry = await this.#retry(row, src, next, resume, check);
         sourceUsable = problems.length === 0;
       }
     } catch (err) {
@@ -161,19 +163,30 @@ class RowRunner {
     return this.#src;
   }
 
-  async #prepare(row: FaultRow, src: VmProcess, dst: VmProcess): Promise<void> {
+  /** Capabilities, parameters and the row's faults on both sides; the URI to migrate to. */
+  async #prepare(row: FaultRow, src: VmProcess, dst: VmProcess): Promise<string> {
     const pause = row.phase === 'switchover-wait';
     const slow = row.act !== undefined && row.phase === 'pre-copy';
     await setCapabilities(src, { ...CAPS, 'pause-before-switchover': pause });
-    await setCapabilities(dst, CAPS);
+    await Promise.all([this.#setMultifd(row, src), this.#setMultifd(row, dst)]);
     const stall = { 'x-stall-timeout': this.#stallMs };
     await src.qmp.execute('migrate-set-parameters', {
       ...stall,
       'max-bandwidth': slow ? SLOW_BANDWIDTH : 0,
     });
     await dst.qmp.execute('migrate-set-parameters', stall);
+    const uri = await listenUri(dst);
     if (row.sourcePaused) await src.qmp.execute('stop');
     await Promise.all([injectAll(src, row.source ?? []), injectAll(dst, row.destination ?? [])]);
+    return uri;
+  }
+
+  /** The row's multifd setting (off, or on with its channels), with the usual capabilities. */
+  async #setMultifd(row: FaultRow, vm: VmProcess): Promise<void> {
+    await setCapabilities(vm, { ...CAPS, multifd: row.multifd !== undefined });
+    if (row.multifd !== undefined) {
+      await vm.qmp.execute('migrate-set-parameters', { 'multifd-channels': row.multifd });
+    }
   }
 
   /** What the runner does once the source reached the phase; then it lets the source go on. */
@@ -273,9 +286,12 @@ class RowRunner {
     return parts.join('; ');
   }
 
-  /** A new migration from the same source to a fresh paused destination, verified by digest. */
-  /** A new migration from the same source to `to` (paused), verified by digest. */
+  /**
+   * A new migration from the same source to `to` (paused), verified by digest; with multifd
+   * when the row has it.
+   */
   async #retry(
+    row: FaultRow,
     src: VmProcess,
     to: VmProcess,
     resumeFirst: boolean,
@@ -288,9 +304,9 @@ class RowRunner {
     // migration would not stop them before RAM's final pass: see README, "Faults".)
     if (resumeFirst) await src.qmp.execute('cont');
     await setCapabilities(src, { ...CAPS, 'pause-before-switchover': false });
-    await setCapabilities(to, CAPS);
+    await Promise.all([this.#setMultifd(row, src), this.#setMultifd(row, to)]);
     await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0 });
-    await src.qmp.execute('migrate', { uri: to.ready.incoming });
+    await src.qmp.execute('migrate', { uri: await listenUri(to) });
     const [s, d] = await Promise.all([
       migrationEnd(src, SIDE_TIMEOUT_MS),
       migrationEnd(to, SIDE_TIMEOUT_MS),
