@@ -6,10 +6,15 @@
  * new migration to a fresh destination completes with equal digests. The queued-bytes cap
  * (`x-migration-max-queued-buffers-size`) keeps a destination whose load thread is held back
  * within its memory: it fails with QEMU's message instead of queuing a device's whole state.
+ * And the fault matrix's multifd rows (channels cut or reset by either side, the destination
+ * killed with its channels open) keep their promises; the quick ones run with faults.test.ts.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { faultMatrix, formatFaultTable, runFaultMatrix } from '../../src/cli/faults/index.ts';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
 import type { MigrationInfo, VfioInfo } from './harness.ts';
 import { E2e, deviceStates, digest, finished, runStatus, smallGuest, waitFor } from './harness.ts';
@@ -148,3 +153,25 @@ test("the queued-bytes cap: a destination whose load thread is held fails with Q
   assert.ok(grew < RAM + CAP + 28 * MiB, `peak RSS grew by ${(grew / MiB).toFixed(1)} MiB`);
   assert.ok(grew < STATE, 'less than the device state would take');
 });
+
+test(
+  'the multifd rows of the fault matrix: each side ends as promised, a multifd retry succeeds',
+  { timeout: 120_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vfio-faults-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const rows = faultMatrix().filter((r) => r.multifd !== undefined && r.quick !== true);
+    assert.ok(rows.length >= 6, `${rows.length} rows`);
+    const results = await runFaultMatrix(rows, { dir });
+    const table = formatFaultTable(results);
+    t.diagnostic(`\n${table}`);
+    assert.deepEqual(
+      results
+        .filter((r) => !r.ok)
+        .map((r) => `${r.row.fault} @ ${r.row.phase}: ${r.problems.join('; ')}`),
+      [],
+      table,
+    );
+    for (const r of results) assert.match(r.retry, /^completed, digests equal/, r.row.fault);
+  },
+);
