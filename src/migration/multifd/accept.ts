@@ -50,7 +50,18 @@ export function acceptChannels(
     };
     const classify = async (conn: MigrationConnection): Promise<void> => {
       const file = conn.openReader();
-      const magic = (await file.peekBytes(4, 'channel magic')).readUInt32BE(0);
+      let magic: number;
+      try {
+        magic = (await file.peekBytes(4, 'channel magic')).readUInt32BE(0);
+      } catch (err) {
+        // Say which connection ended (or broke) before it said what it is.
+        throw new Error(
+          `${conn.description}: ${err instanceof Error ? err.message : String(err)}`,
+          {
+            cause: err,
+          },
+        );
+      }
       if (settled) {
         conn.destroy();
         return;

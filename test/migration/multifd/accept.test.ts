@@ -12,7 +12,8 @@ import { MultifdRecvState } from '../../../src/migration/multifd/recv.ts';
 import { RamLoadState } from '../../../src/migration/ram/load.ts';
 import { listen } from '../../../src/migration/transport/index.ts';
 
-test('a connection with an unknown magic is refused, naming the connection', async () => {
+/** A destination expecting one multifd channel, accepting on loopback TCP. */
+async function accepting() {
   const listener = await listen('tcp:127.0.0.1:0');
   const uri = listener.uri;
   if (uri.transport !== 'tcp') throw new Error('tcp expected');
@@ -24,16 +25,38 @@ test('a connection with an unknown magic is refused, naming the connection', asy
     deviceState: () => Promise.resolve(),
     onError: () => undefined,
   });
-  const accepting = acceptChannels(listener, new AbortController().signal, recv, () => undefined);
-  const s = netConnect(uri.port, uri.host);
-  s.on('error', () => undefined);
-  s.end(Buffer.from('deadbeef00000000', 'hex'));
+  const accepted = acceptChannels(listener, new AbortController().signal, recv, () => undefined);
+  const send = (bytes: Buffer) => {
+    const s = netConnect(uri.port, uri.host);
+    s.on('error', () => undefined);
+    s.end(bytes);
+  };
+  const connection = `tcp 127\\.0\\.0\\.1:${uri.port} <- 127\\.0\\.0\\.1:\\d+`;
+  const close = async () => {
+    await recv.close(false);
+    await listener.close();
+  };
+  return { accepted, send, connection, close };
+}
+
+test('a connection with an unknown magic is refused, naming the connection', async () => {
+  const d = await accepting();
+  d.send(Buffer.from('deadbeef00000000', 'hex'));
   await assert.rejects(
-    accepting,
+    d.accepted,
+    new RegExp(`^Error: ${d.connection}: unknown channel magic: 0xdeadbeef$`),
+  );
+  await d.close();
+});
+
+test('a connection that ends inside its magic is refused, naming the connection', async () => {
+  const d = await accepting();
+  d.send(Buffer.from('1122', 'hex'));
+  await assert.rejects(
+    d.accepted,
     new RegExp(
-      `^Error: tcp 127\\.0\\.0\\.1:${uri.port} <- 127\\.0\\.0\\.1:\\d+: unknown channel magic: 0xdeadbeef$`,
+      `^Error: ${d.connection}: unexpected end of stream at offset 2 while reading channel magic$`,
     ),
   );
-  await recv.close(false);
-  await listener.close();
+  await d.close();
 });
