@@ -7,9 +7,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
+import { connect } from 'node:net';
+import { encodeMultifdInit } from '../../src/migration/multifd/wire.ts';
 import { keyLines, makeTestPki } from '../security/certs.ts';
 import type { TestPki } from '../security/certs.ts';
 import type { VfioInfo } from './harness.ts';
+import { MULTIFD_RUNNING, multifdGuest, setMultifd } from './multifd-harness.ts';
 import {
   E2e,
   deviceStates,
@@ -45,8 +48,11 @@ async function useClientCreds(src: VmProcess, dir: keyof TestPki['dirs']): Promi
   await src.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0', 'tls-hostname': null });
 }
 
-/** A TLS destination: server creds, an allow-list of the source's DN, listening on loopback. */
-async function tlsDestination(e: E2e, config: Record<string, unknown>) {
+/**
+ * A TLS destination: server creds, an allow-list of the source's DN, listening on loopback;
+ * with `multifd` channels, multifd set before it listens.
+ */
+async function tlsDestination(e: E2e, config: Record<string, unknown>, multifd?: number) {
   const dst = await e.spawn({
     name: 'dst',
     incoming: 'defer',
@@ -64,7 +70,8 @@ async function tlsDestination(e: E2e, config: Record<string, unknown>) {
       ],
     },
   });
-  await setCaps(dst, CAPS);
+  if (multifd === undefined) await setCaps(dst, CAPS);
+  else await setMultifd(dst, multifd);
   await dst.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0', 'tls-authz': 'auth0' });
   await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
   const address = (await query(dst))['socket-address']?.[0];
@@ -185,6 +192,62 @@ test('TLS migration: every wrong peer is refused before any state is read, then 
   });
 
   assertNoKeyMaterial(src.stderr, dst.stderr, ...replies);
+});
+
+/** Writes a multifd channel's handshake (MultiFDInit_t, channel `id`) in the clear. */
+function plainMultifdChannel(uri: string, id: number): Promise<void> {
+  const port = Number(uri.slice(uri.lastIndexOf(':') + 1));
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.write(encodeMultifdInit(Buffer.alloc(16), id));
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve());
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error('the destination kept a plain multifd channel open'));
+    }, 10_000).unref();
+  });
+}
+
+test('TLS with multifd: a plain multifd channel is refused; every channel of the migration goes through TLS, nothing lost', async (t) => {
+  const e = new E2e(t);
+  const CHANNELS = 3;
+  const config = multifdGuest();
+  const [{ dst, uri }, src] = await Promise.all([
+    tlsDestination(e, config, CHANNELS),
+    e.source(config),
+  ]);
+  // A peer that speaks multifd without TLS is dropped before its handshake is read.
+  await plainMultifdChannel(uri, 0);
+  const end = Date.now() + 10_000;
+  while (!/incoming channel .* refused: TLS handshake failed/.test(dst.stderr) && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 20));
+  assert.match(dst.stderr, /incoming channel .* refused: TLS handshake failed/);
+  assert.equal((await query(dst)).status, 'setup', 'still waiting for its source');
+  assert.deepEqual(
+    (await dst.qmp.execute<{ incoming: unknown[] }>('x-query-multifd')).incoming,
+    [],
+    'no multifd channel was taken',
+  );
+
+  await setMultifd(src, CHANNELS);
+  await useClientCreds(src, 'client');
+  await src.qmp.execute('migrate', { uri });
+  const info = await waitFor(src, finished, 'the TLS multifd migration');
+  assert.equal(info.status, 'completed', JSON.stringify(info));
+  assert.equal((await waitFor(dst, finished, 'the destination')).status, 'completed');
+  const [a, b] = await Promise.all([digest(src), digest(dst)]);
+  assert.equal(b.ram.sha256, a.ram.sha256);
+  assert.deepEqual(b.devices, a.devices);
+  // The destination only takes TLS channels: all of them carried their share.
+  const m = await dst.qmp.execute<{ incoming: { packets: number }[] }>('x-query-multifd');
+  assert.equal(m.incoming.length, CHANNELS);
+  for (const c of m.incoming) assert.ok(c.packets > 0);
+  assert.ok((info.ram?.['multifd-bytes'] ?? 0) > 0);
+  await dst.qmp.execute('cont');
+  assert.deepEqual(await deviceStates(dst), MULTIFD_RUNNING);
+  assertNoKeyMaterial(src.stderr, dst.stderr);
 });
 
 test('TLS source to a plain destination: refused, the source guest keeps running', async (t) => {
