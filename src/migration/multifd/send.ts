@@ -120,8 +120,9 @@ class SendChannel {
     w.write(job.parts[last]!, (err) => {
       this.#writing = false;
       if (err) {
-        job.done(err);
-        this.#owner.channelFailed(this, err);
+        const why = writeError(err);
+        job.done(why);
+        this.#owner.channelFailed(this, why);
         return;
       }
       this.packets++;
@@ -132,6 +133,18 @@ class SendChannel {
     });
     if (last > 0) w.uncork();
   }
+}
+
+/** Node's codes for a write to a connection that already ended (the peer closed it). */
+const WRITE_AFTER_CLOSE = new Set(['ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END']);
+
+/** A write's error, said in terms of the channel rather than of Node's stream internals. */
+function writeError(err: Error): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === undefined || !WRITE_AFTER_CLOSE.has(code)) return err;
+  return new Error('the connection was closed while packets were still to be written', {
+    cause: err,
+  });
 }
 
 export class MultifdSendState {
