@@ -59,26 +59,39 @@ export interface MultifdSaveDevice {
   sent(bytes: number, data: number): void;
 }
 
+/**
+ * Packets of one device a job keeps in flight: while the channels write some, the job reads
+ * the next from the device into another (QEMU's thread gets the same overlap from the
+ * channel threads copying its buffer). Each is written in place, never copied.
+ */
+const PACKETS_IN_FLIGHT = 3;
+
 /** `vfio_multifd_save_complete_precopy_thread`. */
 export async function saveMultifdState(job: PrecopyThreadJob, d: MultifdSaveDevice): Promise<void> {
   const fd = await d.enterStopCopy();
-  const packet = Buffer.alloc(HDR + d.dataBufferSize);
-  const data = packet.subarray(HDR);
+  const ring = new PacketRing(HDR + d.dataBufferSize);
   let idx = 0;
-  for (; ; idx++) {
-    if (job.signal.aborted) throw new Error('operation cancelled');
-    let n: number;
-    try {
-      n = await fd.read(data);
-    } catch (err) {
-      throw new Error(`${d.name}: reading state buffer ${idx} failed: ${message(err)}`, {
-        cause: err,
-      });
+  try {
+    for (; ; idx++) {
+      if (job.signal.aborted) throw new Error('operation cancelled');
+      const packet = await ring.free();
+      let n: number;
+      try {
+        n = await fd.read(packet.subarray(HDR));
+      } catch (err) {
+        throw new Error(`${d.name}: reading state buffer ${idx} failed: ${message(err)}`, {
+          cause: err,
+        });
+      }
+      if (n === 0) break;
+      putPacketHeader(packet, idx, 0);
+      ring.send(queue(job, packet.subarray(0, HDR + n), `${d.name}: multifd data queuing failed`));
+      d.sent(HDR + n, n);
     }
-    if (n === 0) break;
-    putPacketHeader(packet, idx, 0);
-    await queue(job, packet.subarray(0, HDR + n), `${d.name}: multifd data queuing failed`);
-    d.sent(HDR + n, n);
+    await ring.drain();
+  } finally {
+    // Nothing is left writing from a buffer once the job ends, even when it fails.
+    await ring.settled();
   }
   // The config is the last packet; its idx tells the destination where the data ends.
   const sink = new MemorySink();
@@ -91,6 +104,55 @@ export async function saveMultifdState(job: PrecopyThreadJob, d: MultifdSaveDevi
   config.copy(last, HDR);
   await queue(job, last, `${d.name}: multifd config data queuing failed`);
   d.sent(last.length, 0);
+}
+
+/**
+ * `PACKETS_IN_FLIGHT` packet buffers, each lent to a channel until it was written. The first
+ * failed write is thrown by the next `free` or by `drain`.
+ */
+class PacketRing {
+  readonly #buffers: Buffer[];
+  /** Each buffer's last write; its failure is kept in `#failure`, so these never reject. */
+  readonly #writes: Promise<void>[] = new Array<Promise<void>>(PACKETS_IN_FLIGHT).fill(
+    Promise.resolve(),
+  );
+  #turn = 0;
+  #failure: { error: unknown } | null = null;
+
+  constructor(size: number) {
+    this.#buffers = Array.from({ length: PACKETS_IN_FLIGHT }, () => Buffer.allocUnsafe(size));
+  }
+
+  /** The next buffer, once the write that last used it is over. */
+  async free(): Promise<Buffer> {
+    const slot = this.#turn++ % PACKETS_IN_FLIGHT;
+    await this.#writes[slot];
+    this.#throwIfFailed();
+    return this.#buffers[slot]!;
+  }
+
+  /** The write of the buffer `free` last gave. */
+  send(write: Promise<void>): void {
+    const slot = (this.#turn - 1) % PACKETS_IN_FLIGHT;
+    this.#writes[slot] = write.catch((error: unknown) => {
+      this.#failure ??= { error };
+    });
+  }
+
+  /** Every write over; throws the first that failed. */
+  async drain(): Promise<void> {
+    await this.settled();
+    this.#throwIfFailed();
+  }
+
+  /** Every write over, failed or not. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#writes);
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== null) throw this.#failure.error;
+  }
 }
 
 async function queue(job: PrecopyThreadJob, packet: Uint8Array, what: string): Promise<void> {

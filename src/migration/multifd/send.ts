@@ -92,13 +92,15 @@ class SendChannel {
 
   /** A SYNC packet after everything queued before it. */
   sync(packetNum: number): Promise<void> {
-    const bytes = this.#sync.encode(packetNum);
+    return this.write([this.#sync.encode(packetNum)]);
+  }
+
+  /** Queues `parts` as one packet; resolves once the socket took them. */
+  write(parts: readonly Uint8Array[]): Promise<void> {
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
     return new Promise((resolve, reject) =>
-      this.push({
-        parts: [bytes],
-        bytes: bytes.length,
-        done: (err) => (err === undefined ? resolve() : reject(err)),
-      }),
+      this.push({ parts, bytes, done: (err) => (err === undefined ? resolve() : reject(err)) }),
     );
   }
 
@@ -230,19 +232,15 @@ export class MultifdSendState {
   }
 
   /**
-   * `multifd_queue_device_state`: one packet of `idstr`'s state on the next idle channel. The
-   * bytes are copied, so the caller may reuse `data` once this resolves (as QEMU's caller does).
+   * `multifd_queue_device_state`: one packet of `idstr`'s state on the next idle channel.
+   * Resolves once the channel wrote it: `data` is not copied, so the caller keeps it untouched
+   * until then and may reuse it after (a job keeps a few packets in flight to overlap its
+   * device reads with the writes).
    */
   async queueDeviceState(idstr: string, instanceId: number, data: Uint8Array): Promise<void> {
     const header = encodeDeviceStateHeader(idstr, instanceId, data.length);
     const channel = await this.#acquire();
-    const copy = Buffer.allocUnsafe(data.length);
-    copy.set(data);
-    channel.push({
-      parts: [header, copy],
-      bytes: header.length + copy.length,
-      done: () => undefined,
-    });
+    await channel.write([header, data]);
   }
 
   /**

@@ -64,7 +64,10 @@ export interface PrecopyThreadJob {
   readonly instanceId: number;
   /** Set when the core aborts the jobs after an error elsewhere. */
   readonly signal: AbortSignal;
-  /** `multifd_queue_device_state`: hand one device-state packet to a multifd channel. */
+  /**
+   * `multifd_queue_device_state`: hand one device-state packet to a multifd channel. Resolves
+   * once it was written; until then `packet` belongs to the channel (it is not copied).
+   */
   queueDeviceState(packet: Uint8Array): Promise<void>;
 }
 
