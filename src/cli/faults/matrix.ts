@@ -154,6 +154,17 @@ export const MATRIX_MULTIFD_CHANNELS = 2;
 const packet = (action: string): FaultArgs => ({ type: 'packet', action, nth: 2 });
 
 /**
+ * What keeps a destination-side fault at stop-and-copy from racing the end of the load: the
+ * source slows `id` once stopped, so that channel's SYNC (every channel carries one at RAM's
+ * END) is still owed when the destination acts, however fast the rest goes. Nothing for
+ * pre-copy, which lasts long enough by itself.
+ */
+function owed(phase: FaultPhase, id: number): FaultArgs[] {
+  if (phase !== P.STOP_AND_COPY) return [];
+  return [at(phase, 'delay', { side: 'outgoing', channel: id, ms: 50 })];
+}
+
+/**
  * Multifd (qemu-migration.md §4): a multifd channel cut or reset by either side while it
  * carries RAM (pre-copy) or device state (stop-and-copy), the destination killed with every
  * channel open, and a device-state packet the destination must refuse.
@@ -176,6 +187,7 @@ function multifdRows(): FaultRow[] {
         fault: `multifd channel ${id} cut by the destination`,
         phase,
         expect: Expect.SOURCE_KEEPS,
+        source: owed(phase, id),
         destination: [at(phase, 'cut', { side: 'incoming', channel: id })],
         multifd: m,
         quick: phase === P.STOP_AND_COPY,
@@ -187,6 +199,7 @@ function multifdRows(): FaultRow[] {
       fault: 'multifd channel 1 reset by the destination',
       phase: P.STOP_AND_COPY,
       expect: Expect.SOURCE_KEEPS,
+      source: owed(P.STOP_AND_COPY, 1),
       destination: [at(P.STOP_AND_COPY, 'reset', { side: 'incoming', channel: 1 })],
       multifd: m,
     },
@@ -194,6 +207,7 @@ function multifdRows(): FaultRow[] {
       fault: 'destination killed (multifd)',
       phase,
       expect: Expect.SOURCE_KEEPS,
+      source: owed(phase, 1),
       destination: [at(phase, 'kill', { channel: 1 })],
       multifd: m,
     })),
