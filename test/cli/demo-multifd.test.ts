@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { DemoMultifdResult } from '../../src/cli/demo/report.ts';
 import { runCli } from '../helpers/repo.ts';
 
 interface DemoJson {
   status: string;
   verified: boolean;
-  multifd: {
-    bytes: number;
-    channels: {
-      id: number;
-      sent: number;
-      received: number;
-      ramPackets: number;
-      deviceStatePackets: number;
-      syncs: number;
-    }[];
-  } | null;
+  multifd: DemoMultifdResult | null;
 }
 
 const SMALL = [

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { MultifdInfo } from '../../src/cli/demo/qmp-types.ts';
 import { E2e, deviceStates, digest, finished, runStatus, waitFor } from './harness.ts';
 import {
   MULTIFD_RUNNING,
@@ -14,17 +15,6 @@ import {
   multifdPair,
   slowChannel,
 } from './multifd-harness.ts';
-
-interface MultifdInfo {
-  outgoing: { id: number; packets: number }[];
-  incoming: {
-    id: number;
-    packets: number;
-    'ram-packets': number;
-    'device-state-packets': number;
-    syncs: number;
-  }[];
-}
 
 for (const channels of [1, 2, 4]) {
   test(`${channels} multifd channel${channels > 1 ? 's' : ''}, some slowed on purpose: RAM and three devices arrive whole`, async (t) => {
