@@ -279,8 +279,8 @@ export class MigrationIncomingState implements MigrationInfoSource {
       uuid: this.#deps.uuid ?? Buffer.alloc(16),
       pageSize: TARGET_PAGE_SIZE,
       ram,
-      deviceState: (idstr, instanceId, data) =>
-        loadStateBuffer(this.#deps.registry, idstr, instanceId, data),
+      deviceState: (idstr, instanceId, data, release) =>
+        loadStateBuffer(this.#deps.registry, idstr, instanceId, data, release),
       onError: (err) => this.#multifdFailed(err),
     });
     this.#multifd = recv;

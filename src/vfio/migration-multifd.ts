@@ -195,11 +195,17 @@ export interface MultifdLoadFigures {
   configLoadedAt: number | null;
 }
 
+/** A packet's data, and how to give the channel's buffer back once it was written. */
+interface HeldBuffer {
+  readonly bytes: Buffer;
+  readonly release: () => void;
+}
+
 /** `VFIOMultifd`: one device's incoming packets and its load thread. */
 export class VfioMultifdLoad {
   readonly #d: MultifdLoadDevice;
-  /** Buffers present and not yet written, by idx (`load_bufs`). */
-  readonly #buffers = new Map<number, Buffer>();
+  /** Buffers present and not yet written, by idx (`load_bufs`), each lent by its channel. */
+  readonly #buffers = new Map<number, HeldBuffer>();
   /** `load_buf_idx`: the next to write; every idx below it was written. */
   #next = 0;
   /** `load_buf_idx_last`: the config packet's idx, once it came. */
@@ -240,10 +246,11 @@ export class VfioMultifdLoad {
 
   /**
    * `vfio_multifd_load_state_buffer` + `vfio_load_state_buffer_insert`: keeps one packet, or
-   * throws (QEMU's messages, and a few checks of what QEMU asserts). `packet` is the
-   * channel's fresh buffer: it is kept, not copied.
+   * throws (QEMU's messages, and a few checks of what QEMU asserts). `packet` is lent by the
+   * channel: it is kept, not copied, and `release` is called once it was written (or
+   * dropped). When this throws, the packet was not kept.
    */
-  insert(packet: Buffer): void {
+  insert(packet: Buffer, release: () => void = () => undefined): void {
     const name = this.#d.name;
     if (packet.length < HDR) {
       throw new Error(`${name}: packet too short at ${packet.length} (min is ${HDR})`);
@@ -283,7 +290,7 @@ export class VfioMultifdLoad {
     this.figures.packets++;
     if (idx < this.#highest) this.figures.outOfOrder++;
     this.#highest = Math.max(this.#highest, idx);
-    this.#buffers.set(idx, packet.subarray(HDR));
+    this.#buffers.set(idx, { bytes: packet.subarray(HDR), release });
     this.#wake();
   }
 
@@ -315,6 +322,7 @@ export class VfioMultifdLoad {
   /** `vfio_multifd_free`: what is queued is dropped once the thread (if any) has ended. */
   async stop(): Promise<void> {
     await this.#running?.catch(() => undefined);
+    for (const b of this.#buffers.values()) b.release();
     this.#buffers.clear();
     this.#queued = 0;
   }
@@ -329,8 +337,9 @@ export class VfioMultifdLoad {
         continue;
       }
       if (this.#next === this.#last) break;
-      await this.#write(buf);
+      await this.#write(buf.bytes);
       this.#buffers.delete(this.#next);
+      buf.release();
       this.#next++;
     }
     this.figures.dataLoadedAt = wallClockMs();
@@ -338,7 +347,10 @@ export class VfioMultifdLoad {
       if (signal.aborted) throw new Error('operation cancelled');
       await this.#waitWake();
     }
-    await this.#loadConfig(this.#buffers.get(this.#last)!);
+    const config = this.#buffers.get(this.#last)!;
+    await this.#loadConfig(config.bytes);
+    this.#buffers.delete(this.#last);
+    config.release();
   }
 
   /** `vfio_load_state_buffer_write`: the whole buffer into the resuming fd. */

@@ -423,18 +423,23 @@ export class VFIOMigration {
     return this.precopySupported;
   }
 
-  /** `vfio_multifd_load_state_buffer` (§4.5): one packet, kept by idx; only in multifd mode. */
-  loadStateBuffer(buf: Uint8Array): Promise<void> {
+  /**
+   * `vfio_multifd_load_state_buffer` (§4.5): one packet, kept by idx (without a copy, given
+   * back through `release` once written); only in multifd mode.
+   */
+  loadStateBuffer(buf: Uint8Array, release: () => void = () => undefined): Promise<void> {
     const load = this.#multifdLoad;
-    if (load === null) {
-      return Promise.reject(
-        new Error(`${this.name}: got device state packet but not doing multifd transfer`),
-      );
-    }
     try {
-      load.insert(Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.length));
+      if (load === null) {
+        throw new Error(`${this.name}: got device state packet but not doing multifd transfer`);
+      }
+      const bytes = Buffer.isBuffer(buf)
+        ? buf
+        : Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+      load.insert(bytes, release);
       return Promise.resolve();
     } catch (err) {
+      release();
       return Promise.reject(asError(err));
     }
   }
@@ -567,7 +572,7 @@ export function vfioSaveVMHandlers(m: VFIOMigration): SaveVMHandlers {
     saveState: (f) => m.saveState(f),
     loadSetup: (ctx) => m.loadSetup(ctx),
     loadState: (f) => m.loadState(f),
-    loadStateBuffer: (buf) => m.loadStateBuffer(buf),
+    loadStateBuffer: (buf, release) => m.loadStateBuffer(buf, release),
     loadCleanup: () => m.loadCleanup(),
     switchoverAckNeeded: () => m.switchoverAckNeeded(),
     switchoverStart: () => m.switchoverStart(),

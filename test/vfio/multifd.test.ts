@@ -112,10 +112,18 @@ async function toEnd(src: TestVm, dst: TestVm, log?: string[]) {
       await handlersOf(dst, e).loadState!(readerOf(payload), 1);
     }
   };
+  // Each packet is lent as a channel lends it: once given back it is scribbled over, as a
+  // pooled buffer reused for the next packet would be, so keeping it past `release` shows.
+  const released = { count: 0 };
   const deliver = async (order: readonly number[]) => {
     for (const i of order) {
       const p = packets[i]!;
-      await dst.registry.find(p.idstr, p.instanceId)!.handlers.loadStateBuffer!(p.bytes);
+      const lent = Buffer.from(p.bytes);
+      const release = () => {
+        released.count++;
+        lent.fill(0xee);
+      };
+      await dst.registry.find(p.idstr, p.instanceId)!.handlers.loadStateBuffer!(lent, release);
     }
   };
   const finish = async () => {
@@ -127,7 +135,7 @@ async function toEnd(src: TestVm, dst: TestVm, log?: string[]) {
       assert.equal(await d.device.stateDigest!(), digests.get(d.name), `${d.name} state`);
     }
   };
-  return { packets, lctx, deliver, full, finish, abort };
+  return { packets, lctx, deliver, full, finish, abort, released };
 }
 
 test('every device’s state as VFIODeviceStatePackets: data by idx, then the config last', async () => {
@@ -151,6 +159,7 @@ test('every device’s state as VFIODeviceStatePackets: data by idx, then the co
   await run.full();
   await run.finish();
   assert.equal(mig(dst, 'gpu0').multifdFigures!.outOfOrder, 0, 'in order');
+  assert.equal(run.released.count, run.packets.length, 'every buffer given back, once');
 });
 
 test('packets taken in any order are written strictly by idx; the states arrive whole', async () => {

@@ -25,6 +25,7 @@ import {
   MULTIFD_PACKET_HDR_SIZE,
 } from '../stream/multifd-constants.ts';
 import type { MigrationConnection } from '../transport/index.ts';
+import { PacketPool } from './packet-pool.ts';
 import { Semaphore } from './semaphore.ts';
 import {
   MultifdError,
@@ -50,8 +51,16 @@ export interface MultifdRecvOptions {
   readonly uuid: Uint8Array;
   readonly pageSize: number;
   readonly ram: MultifdRamSink;
-  /** `qemu_loadvm_load_state_buffer`: one device-state packet's payload for an entry. */
-  readonly deviceState: (idstr: string, instanceId: number, data: Buffer) => Promise<void>;
+  /**
+   * `qemu_loadvm_load_state_buffer`: one device-state packet's payload for an entry. `data`
+   * is lent: `release` gives it back to the pool once the entry is done with it.
+   */
+  readonly deviceState: (
+    idstr: string,
+    instanceId: number,
+    data: Buffer,
+    release: () => void,
+  ) => Promise<void>;
   /** The first failure of any channel, once. */
   readonly onError: (err: Error) => void;
 }
@@ -95,6 +104,7 @@ export class MultifdRecvState {
   #failure: Error | null = null;
   #finished = false;
   readonly #loops: Promise<void>[] = [];
+  readonly #packets = new PacketPool();
 
   constructor(opts: MultifdRecvOptions) {
     this.#opts = opts;
@@ -224,9 +234,15 @@ export class MultifdRecvState {
       const rest = MULTIFD_DEVICE_STATE_PACKET_SIZE - MULTIFD_PACKET_HDR_SIZE;
       await f.readIntoAt(c.devHeader, MULTIFD_PACKET_HDR_SIZE, rest, 'multifd device state packet');
       const h = parseDeviceStateHeader(c.devHeader, flags);
-      const data = await f.getBytes(h.size, `device state of '${h.idstr}'`, h.size);
-      c.stats.deviceStatePackets++;
-      await this.#opts.deviceState(h.idstr, h.instanceId, data);
+      const lent = this.#packets.take(h.size);
+      try {
+        await f.readInto(lent.bytes, `device state of '${h.idstr}'`);
+        c.stats.deviceStatePackets++;
+        await this.#opts.deviceState(h.idstr, h.instanceId, lent.bytes, lent.release);
+      } catch (err) {
+        lent.release();
+        throw err;
+      }
       return;
     }
     const rest = c.ram.packetLen - MULTIFD_PACKET_HDR_SIZE;

@@ -106,8 +106,12 @@ export interface SaveVMHandlers {
   loadSetup?(ctx: LoadContext): Promise<void>;
   /** `load_state`: parse this entry's payload of one START/PART/END/FULL section. */
   loadState?(f: QEMUFileReader, versionId: number): Promise<void>;
-  /** `load_state_buffer`: one device-state packet from a multifd channel. */
-  loadStateBuffer?(buf: Uint8Array): Promise<void>;
+  /**
+   * `load_state_buffer`: one device-state packet from a multifd channel. `buf` is lent: the
+   * handler may keep it instead of copying it, and calls `release` once it no longer needs it
+   * (QEMU's handler copies; giving the buffer back saves the destination a MiB per packet).
+   */
+  loadStateBuffer?(buf: Uint8Array, release?: () => void): Promise<void>;
   /** `load_cleanup`, when the incoming migration ends either way. */
   loadCleanup?(): Promise<void>;
   /** `switchover_ack_needed` (8.1–11.0): counted after `loadSetup` with the capability on. */

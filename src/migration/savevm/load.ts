@@ -101,15 +101,18 @@ export async function loadStateBuffer(
   idstr: string,
   instanceId: number,
   data: Uint8Array,
+  release: () => void = () => undefined,
 ): Promise<void> {
   const e = registry.find(idstr, instanceId);
   if (e === undefined) {
+    release();
     throw new Error(`Unknown idstr ${idstr} or instance id ${instanceId} for load state buffer`);
   }
   if (e.handlers.loadStateBuffer === undefined) {
+    release();
     throw new Error(`idstr ${idstr} / instance ${instanceId} has no load state buffer operation`);
   }
-  await e.handlers.loadStateBuffer(data);
+  await e.handlers.loadStateBuffer(data, release);
 }
 
 function message(err: unknown): string {
