@@ -29,7 +29,7 @@ import {
   VFIO_DEVICE_STATE_PACKET_VER_CURRENT,
   VFIO_MIG_FLAG_DEV_CONFIG_STATE,
 } from '../migration/stream/index.ts';
-import { tagName } from './records.ts';
+import { tagName, writeToFd } from './records.ts';
 
 const HDR = VFIO_DEVICE_STATE_PACKET_HDR_SIZE;
 
@@ -355,22 +355,16 @@ export class VfioMultifdLoad {
 
   /** `vfio_load_state_buffer_write`: the whole buffer into the resuming fd. */
   async #write(buf: Buffer): Promise<void> {
+    const name = this.#d.name;
     const fd = this.#d.resumingFd();
-    let done = 0;
-    while (done < buf.length) {
-      let n: number;
-      try {
-        n = await fd.write(done === 0 ? buf : buf.subarray(done));
-      } catch (err) {
-        throw new Error(
-          `${this.#d.name}: writing state buffer ${this.#next} failed: ${message(err)}`,
-          { cause: err },
-        );
-      }
-      if (n <= 0) throw new Error(`${this.#d.name}: the resuming data fd accepted no bytes`);
-      done += n;
-      this.#queued -= n;
+    try {
+      await writeToFd(fd, buf, name);
+    } catch (err) {
+      throw new Error(`${name}: writing state buffer ${this.#next} failed: ${message(err)}`, {
+        cause: err,
+      });
     }
+    this.#queued -= buf.length;
   }
 
   /** `vfio_load_bufs_thread_load_config`: DEV_CONFIG_STATE first, then the normal loader. */

@@ -51,7 +51,6 @@ export async function readDataSize(f: QEMUFileReader, device: string): Promise<n
 /**
  * `qemu_file_get_to_fd`: moves `size` bytes from the channel into the resuming fd through
  * `buf`, one bounded chunk at a time, so a record of any size costs no more memory than `buf`.
- * A short write is continued; a write that accepts nothing is an error.
  */
 export async function getToFd(
   f: QEMUFileReader,
@@ -65,13 +64,21 @@ export async function getToFd(
     const n = Math.min(left, buf.length);
     const chunk = n === buf.length ? buf : buf.subarray(0, n);
     await withDevice(device, () => f.readInto(chunk, 'DEV_DATA_STATE data'));
-    let done = 0;
-    while (done < n) {
-      const w = await fd.write(done === 0 ? chunk : chunk.subarray(done));
-      if (w <= 0) throw new Error(`${device}: the resuming data fd accepted no bytes`);
-      done += w;
-    }
+    await writeToFd(fd, chunk, device);
     left -= n;
+  }
+}
+
+/**
+ * Writes all of `buf` into the resuming fd: a short write is continued, a write that accepts
+ * nothing is an error.
+ */
+export async function writeToFd(fd: DataFd, buf: Uint8Array, device: string): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const n = await fd.write(done === 0 ? buf : buf.subarray(done));
+    if (n <= 0) throw new Error(`${device}: the resuming data fd accepted no bytes`);
+    done += n;
   }
 }
 
