@@ -3,6 +3,7 @@
  * between them timed the same way for both: from the `migrate` command to the destination's
  * MIGRATION event saying `completed`, with unlimited bandwidth and otherwise QEMU's defaults.
  */
+import { listenIncoming } from '../cli/incoming.ts';
 import type { QmpClient } from '../qmp/index.ts';
 import { peakRssBytes } from './proc.ts';
 
@@ -47,29 +48,6 @@ export interface MigrationSettings {
   readonly multifdChannels?: number;
 }
 
-interface SocketAddress {
-  type?: string;
-  port?: string | number;
-}
-
-/** `migrate-incoming` on a deferred destination, on a free loopback port; the URI to migrate to. */
-export async function listenIncoming(destination: PairEnd): Promise<string> {
-  await destination.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  return incomingUri(destination);
-}
-
-/** Where a listening destination is: we and QEMU report the port picked for port 0. */
-export async function incomingUri(destination: PairEnd): Promise<string> {
-  const info = await destination.qmp.execute<{ 'socket-address'?: SocketAddress[] }>(
-    'query-migrate',
-  );
-  const port = Number(info['socket-address']?.[0]?.port);
-  if (!Number.isInteger(port) || port <= 0) {
-    throw new Error(`the destination reports no listening port: ${JSON.stringify(info)}`);
-  }
-  return `tcp:127.0.0.1:${port}`;
-}
-
 /** Runs one migration of `pair` and times it. */
 export async function timeMigration(
   pair: MigrationPair,
@@ -96,7 +74,7 @@ export async function timeMigration(
   if ((pair.uri === null) !== (channels !== undefined)) {
     throw new Error('a multifd migration needs a deferred destination, and only it does');
   }
-  const uri = pair.uri ?? (await listenIncoming(destination));
+  const uri = pair.uri ?? (await listenIncoming(destination.qmp));
   const ended = destination.qmp.waitEvent(
     'MIGRATION',
     (e) => {

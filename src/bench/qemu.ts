@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { incomingUri } from '../cli/incoming.ts';
 import { QmpClient } from '../qmp/index.ts';
-import { incomingUri } from './pair.ts';
 import type { MigrationPair } from './pair.ts';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -148,7 +148,7 @@ export async function startQemuPair(
   let uri: string | null = null;
   if (!defer) {
     try {
-      uri = await incomingUri(dst);
+      uri = await incomingUri(dst.qmp);
     } catch (err) {
       await stop();
       throw err;

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pc from 'picocolors';
+import { listenIncoming } from '../incoming.ts';
 import { VmProcess } from '../vm-process.ts';
 import type { DemoOptions } from './options.ts';
 import { demoVmConfig } from './options.ts';
@@ -54,7 +55,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         await vm.qmp.execute('migrate-set-parameters', { 'multifd-channels': o.multifd });
       }
     }
-    const uri = dst.ready.incoming ?? (await listenIncoming(dst));
+    const uri = dst.ready.incoming ?? (await listenIncoming(dst.qmp));
     say(
       `  source pid ${src.ready.pid} (QMP ${src.ready.qmp}), destination pid ${dst.ready.pid} ` +
         `listening on ${uri}` +
@@ -139,14 +140,6 @@ async function followMigration(
     }
     await sleep(POLL_MS);
   }
-}
-
-/** `migrate-incoming` on the deferred destination, on a free loopback port; its URI. */
-async function listenIncoming(dst: VmProcess): Promise<string> {
-  await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  const address = (await dst.qmp.execute<MigrationInfo>('query-migrate'))['socket-address']?.[0];
-  if (address?.type !== 'inet') throw new Error('destination: not listening on TCP');
-  return `tcp:${address.host}:${address.port}`;
 }
 
 /** The destination finishes its side (load, cleanup) right after the source completes. */

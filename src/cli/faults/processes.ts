@@ -4,6 +4,7 @@
  * and parameters, polling the migration to its end, and reading the state that the promises
  * are about. Every wait is bounded; a process that died answers as such instead of failing.
  */
+import { listenIncoming } from '../incoming.ts';
 import { VmProcess } from '../vm-process.ts';
 import type { MigrationInfo, StateDigest, VfioInfo } from '../demo/qmp-types.ts';
 
@@ -81,11 +82,7 @@ export async function setCapabilities(vm: VmProcess, caps: Record<string, boolea
  * deferred, `migrate-incoming` on a free loopback port now.
  */
 export async function listenUri(vm: VmProcess): Promise<string> {
-  if (vm.ready.incoming !== null) return vm.ready.incoming;
-  await vm.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  const address = (await queryMigrate(vm))['socket-address']?.[0];
-  if (address?.type !== 'inet') throw new Error(`${vm.name}: not listening on tcp`);
-  return `tcp:127.0.0.1:${address.port}`;
+  return vm.ready.incoming ?? listenIncoming(vm.qmp);
 }
 
 export function queryMigrate(vm: VmProcess): Promise<MigrationInfo> {
