@@ -199,6 +199,14 @@ test('vIOMMU state: saved, loaded with notifications, refused when damaged', () 
   new DataView(huge.buffer).setUint32(4, 0xffffffff, true);
   assert.throws(() => b.load(huge), /at most 65536/);
   assert.deepEqual(b.mappings, a.mappings, 'a refused state changes nothing');
+  // Well formed, but its second mapping is not guest RAM: the mappings before come back.
+  const c = new GuestIommu(memory);
+  c.map(0x10000, PAGE, 0x3000);
+  c.map(0x40000, PAGE, 0x5000);
+  const notRam = c.save();
+  new DataView(notRam.buffer).setBigUint64(8 + 24 + 16, BigInt(2 << 20), true);
+  assert.throws(() => b.load(notRam), /vIOMMU state: .*not guest RAM/);
+  assert.deepEqual(b.mappings, a.mappings, 'a state refused while mapping changes nothing');
 });
 
 test('guest driver: windows rotate through the IOVA cycle; a migrated guest carries on', () => {

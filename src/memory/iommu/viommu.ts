@@ -150,7 +150,8 @@ export class GuestIommu {
       };
       entries.push({ iova: field(0), length: field(8), gpa: field(16) });
     }
-    const before = this.#mappings;
+    // A copy: unmap empties the live list in place.
+    const before = [...this.#mappings];
     this.unmap(0, Number.MAX_SAFE_INTEGER);
     try {
       for (const e of entries) this.map(e.iova, e.length, e.gpa);
