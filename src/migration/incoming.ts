@@ -26,7 +26,7 @@ import { DowntimeTrace } from './downtime-trace.ts';
 import type { MigrationEvents } from './events.ts';
 import type { GlobalState } from './global-state.ts';
 import type { MigrationInfo, MigrationInfoSource, SocketAddressInfo } from './info.ts';
-import { describeHandlerFailures } from './migration.ts';
+import { asError, checkChannelsAndTransport, describeHandlerFailures } from './migration.ts';
 import { TARGET_PAGE_SIZE } from '../memory/page.ts';
 import { acceptChannels } from './multifd/accept.ts';
 import { MultifdRecvState } from './multifd/recv.ts';
@@ -111,10 +111,6 @@ const CHANNEL_END: Readonly<Record<ChannelEnd, string>> = {
   lost: 'lost',
 };
 
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 function socketAddressOf(uri: MigrationUri): SocketAddressInfo[] | undefined {
   if (uri.transport === 'tcp') return [{ type: 'inet', host: uri.host, port: String(uri.port) }];
   if (uri.transport === 'unix') return [{ type: 'unix', path: uri.path }];
@@ -192,11 +188,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
       throw new Error("'-incoming' was not specified on the command line");
     }
     const target = toMigrationUri(uri);
-    if (target.transport === 'file' && this.#deps.options.capability('multifd')) {
-      throw new Error(
-        'multifd on a file: URI needs the mapped-ram capability, which is not supported here',
-      );
-    }
+    checkChannelsAndTransport(target, this.#deps.options);
     const tls = migrationTlsServer(
       this.#deps.objects,
       this.#deps.options.parameters,
@@ -414,7 +406,7 @@ export class MigrationIncomingState implements MigrationInfoSource {
         putRpShut(rp, failed);
         await rp.flush();
       } catch (err) {
-        this.#warnings.push(`sending SHUT: ${err instanceof Error ? err.message : String(err)}`);
+        this.#warnings.push(`sending SHUT: ${asError(err).message}`);
       }
     }
     const multifd = this.#multifd;

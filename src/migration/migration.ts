@@ -112,16 +112,23 @@ export interface MigrationStateDeps {
 
 /** Joins VM-state handler failures into one message naming each handler. */
 export function describeHandlerFailures(failures: readonly VmChangeStateFailure[]): string {
-  return failures
-    .map((f) => {
-      const reason = f.error instanceof Error ? f.error.message : String(f.error);
-      return `${f.name} (${f.phase}): ${reason}`;
-    })
-    .join('; ');
+  return failures.map((f) => `${f.name} (${f.phase}): ${asError(f.error).message}`).join('; ');
 }
 
-function asError(err: unknown): Error {
+export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * `migration_channels_and_transport_compatible`: multifd needs a transport that opens several
+ * channels; a file: URI only does with mapped-ram, which is not implemented. Both sides check.
+ */
+export function checkChannelsAndTransport(uri: MigrationUri, options: MigrationOptions): void {
+  if (uri.transport === 'file' && options.capability('multifd')) {
+    throw new Error(
+      'multifd on a file: URI needs the mapped-ram capability, which is not supported here',
+    );
+  }
 }
 
 export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
@@ -240,11 +247,7 @@ export class MigrationState implements RamSaveEnvironment, MigrationInfoSource {
    */
   migrate(uri: string | MigrationUri): void {
     const target = toMigrationUri(uri);
-    if (target.transport === 'file' && this.options.capability('multifd')) {
-      throw new Error(
-        'multifd on a file: URI needs the mapped-ram capability, which is not supported here',
-      );
-    }
+    checkChannelsAndTransport(target, this.options);
     this.#prepare();
     this.#init();
     this.#finished = this.#thread(target);
