@@ -27,11 +27,6 @@ export const VFIO_PCI_CONFIG_VMSD_VERSION = 1;
 /** Largest config blob accepted: far above a 4 KiB config space plus a 2048-entry MSI-X table. */
 export const VFIO_PCI_CONFIG_MAX = 1 << 20;
 
-/** Bytes `putVfioPciConfig` writes for `blob`. */
-export function vfioPciConfigSize(blob: Uint8Array): number {
-  return 4 + blob.length;
-}
-
 export function putVfioPciConfig(f: QEMUFileWriter, blob: Uint8Array, device: string): void {
   putVBuffer(f, blob, `${device}: config blob`, VFIO_PCI_CONFIG_MAX);
 }

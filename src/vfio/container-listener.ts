@@ -22,16 +22,11 @@ export class VfioContainerListener {
   #unmap: VfioUnmap;
   #undo: (() => void) | null = null;
 
-  constructor(
-    memory: GuestMemory,
-    container: IommuContainer,
-    viommu: GuestIommu | null,
-    unmap?: VfioUnmap,
-  ) {
+  constructor(memory: GuestMemory, container: IommuContainer, viommu: GuestIommu | null) {
     this.memory = memory;
     this.container = container;
     this.viommu = viommu;
-    this.#unmap = unmap ?? ((e) => void container.unmap(e.iova, e.length));
+    this.#unmap = (e) => void container.unmap(e.iova, e.length);
   }
 
   /** Who carries out unmaps from now on (the dirty tracker, once it exists). */

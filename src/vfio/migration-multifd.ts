@@ -239,11 +239,6 @@ export class VfioMultifdLoad {
     this.#configAfterIter = configAfterIter;
   }
 
-  /** Bytes received and not yet written to the device. */
-  get queuedBytes(): number {
-    return this.#queued;
-  }
-
   /**
    * `vfio_multifd_load_state_buffer` + `vfio_load_state_buffer_insert`: keeps one packet, or
    * throws (QEMU's messages, and a few checks of what QEMU asserts). `packet` is lent by the

@@ -87,7 +87,7 @@ export class VfioPciDevice {
     path: string,
     properties: VfioPciProperties,
     host: VfioHost,
-    bar: { iova: number; length: number } = { iova: 0, length: 0 },
+    bar: { iova: number; length: number },
   ) {
     this.device = device;
     this.bar = bar;
