@@ -6,6 +6,7 @@
  * message instead of being silently ignored. tls-creds and tls-authz name objects; as in QEMU
  * they are looked up when a channel needs them (transport/tls-migration.ts).
  */
+import { TARGET_PAGE_SIZE } from '../../memory/page.ts';
 
 export const MULTIFD_COMPRESSIONS = ['none', 'zlib', 'zstd'] as const;
 export const MIG_MODES = ['normal', 'cpr-reboot'] as const;
@@ -88,7 +89,6 @@ export const DEFAULT_MIGRATION_PARAMETERS: Readonly<MigrationParameters> = {
 export const MAX_STALL_TIMEOUT = 24 * 3600 * 1000;
 /** Largest downtime-limit QEMU accepts: 2000 s. */
 export const MAX_MIGRATE_DOWNTIME = 2000 * 1000;
-const TARGET_PAGE_SIZE = 4096;
 
 type Kind =
   | { type: 'int'; qapi: 'uint8' | 'uint32' | 'uint64' | 'size'; max: number }

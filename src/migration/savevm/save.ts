@@ -13,6 +13,7 @@
  * A hook fails by throwing; the error is rethrown naming the hook and the entry.
  */
 import {
+  CONFIGURATION_VMSD,
   QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_FULL,
   QEMU_VM_SECTION_PART,
@@ -291,7 +292,7 @@ export class SaveVMState {
     const cfg = this.#configuration;
     if (cfg === null) return undefined;
     return {
-      vmsd_name: 'configuration',
+      vmsd_name: CONFIGURATION_VMSD,
       version: 1,
       fields: [
         { name: 'len', type: 'uint32', size: 4 },
