@@ -6,6 +6,7 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import type { NetConnectOpts, Server, Socket } from 'node:net';
+import { AcceptQueue } from './accept-queue.ts';
 import { MigrationConnection } from './connection.ts';
 import { formatMigrationUri } from './uri.ts';
 import type { MigrationUri } from './uri.ts';
@@ -43,22 +44,14 @@ export class SocketListener {
   /** The bound address; for tcp with port 0, the port actually chosen. */
   readonly uri: SocketUri;
   private readonly server: Server;
-  private readonly queue: MigrationConnection[] = [];
-  private waiters: { resolve: (c: MigrationConnection) => void; reject: (e: Error) => void }[] = [];
-  private failure: Error | null = null;
+  private readonly queue = new AcceptQueue(ACCEPT_QUEUE_MAX);
 
   constructor(server: Server, uri: SocketUri) {
     this.server = server;
     this.uri = uri;
-    server.on('connection', (sock: Socket) => {
-      const conn = connectionOf(sock, uri, '<-');
-      const w = this.waiters.shift();
-      if (w) w.resolve(conn);
-      else if (this.queue.length < ACCEPT_QUEUE_MAX) this.queue.push(conn);
-      else sock.destroy();
-    });
-    server.on('error', (err) => this.failAll(err));
-    server.on('close', () => this.failAll(new Error(`${this.toString()}: listener closed`)));
+    server.on('connection', (sock: Socket) => this.queue.deliver(connectionOf(sock, uri, '<-')));
+    server.on('error', (err) => this.queue.fail(err));
+    server.on('close', () => this.queue.fail(new Error(`${this.toString()}: listener closed`)));
   }
 
   toString(): string {
@@ -67,36 +60,17 @@ export class SocketListener {
 
   /** The next incoming connection. */
   accept(signal?: AbortSignal): Promise<MigrationConnection> {
-    const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const w = { resolve, reject };
-      this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.waiters = this.waiters.filter((x) => x !== w);
-          reject(signal.reason as Error);
-        },
-        { once: true },
-      );
-    });
+    return this.queue.accept(signal);
   }
 
   /** Stops listening; connections already accepted stay open. */
   close(): Promise<void> {
-    for (const c of this.queue.splice(0)) c.destroy();
-    this.failAll(new Error(`${this.toString()}: listener closed`));
+    this.queue.drop();
+    this.queue.fail(new Error(`${this.toString()}: listener closed`));
     // Listening stops at once. Node's close callback would also wait until every connection
     // already accepted has ended, and those belong to whoever accepted them.
     if (this.server.listening) this.server.close();
     return Promise.resolve();
-  }
-
-  private failAll(err: Error): void {
-    this.failure ??= err;
-    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 }
 

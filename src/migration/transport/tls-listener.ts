@@ -6,6 +6,7 @@
  * Handshakes in progress and channels not yet taken are both bounded.
  */
 import { setMaxListeners } from 'node:events';
+import { AcceptQueue } from './accept-queue.ts';
 import type { MigrationConnection } from './connection.ts';
 import type { MigrationListener } from './index.ts';
 import { formatMigrationUri } from './uri.ts';
@@ -25,20 +26,13 @@ export type ChannelUpgrade = (
 /** Told about every refused channel: why, and which connection it was. */
 export type ChannelRefused = (err: Error, description: string) => void;
 
-interface Waiter {
-  resolve: (c: MigrationConnection) => void;
-  reject: (e: Error) => void;
-}
-
 export class TlsListener implements MigrationListener {
   readonly #inner: MigrationListener;
   readonly #upgrade: ChannelUpgrade;
   readonly #refused: ChannelRefused;
   readonly #abort = new AbortController();
   readonly #pending = new Set<MigrationConnection>();
-  readonly #ready: MigrationConnection[] = [];
-  #waiters: Waiter[] = [];
-  #failure: Error | null = null;
+  readonly #ready = new AcceptQueue(TLS_READY_MAX);
 
   constructor(inner: MigrationListener, upgrade: ChannelUpgrade, refused: ChannelRefused) {
     this.#inner = inner;
@@ -54,30 +48,16 @@ export class TlsListener implements MigrationListener {
   }
 
   accept(signal?: AbortSignal): Promise<MigrationConnection> {
-    const ready = this.#ready.shift();
-    if (ready) return Promise.resolve(ready);
-    if (this.#failure) return Promise.reject(this.#failure);
-    return new Promise((resolve, reject) => {
-      const w = { resolve, reject };
-      this.#waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.#waiters = this.#waiters.filter((x) => x !== w);
-          reject(signal.reason as Error);
-        },
-        { once: true },
-      );
-    });
+    return this.#ready.accept(signal);
   }
 
   /** Stops listening; handshakes in progress and channels not taken are dropped. */
   async close(): Promise<void> {
     this.#abort.abort(new Error(`${this.#describe()}: listener closed`));
     for (const c of this.#pending) c.destroy();
-    for (const c of this.#ready.splice(0)) c.destroy();
+    this.#ready.drop();
     await this.#inner.close();
-    this.#fail(new Error(`${this.#describe()}: listener closed`));
+    this.#ready.fail(new Error(`${this.#describe()}: listener closed`));
   }
 
   #describe(): string {
@@ -90,7 +70,7 @@ export class TlsListener implements MigrationListener {
       try {
         raw = await this.#acceptOne();
       } catch (err) {
-        this.#fail(err instanceof Error ? err : new Error(String(err)));
+        this.#ready.fail(err instanceof Error ? err : new Error(String(err)));
         return;
       }
       if (this.#pending.size >= TLS_PENDING_MAX) {
@@ -105,7 +85,7 @@ export class TlsListener implements MigrationListener {
       this.#upgrade(raw, this.#abort.signal).then(
         (conn) => {
           this.#pending.delete(raw);
-          this.#deliver(conn);
+          this.#ready.deliver(conn);
         },
         (err: unknown) => {
           this.#pending.delete(raw);
@@ -127,17 +107,5 @@ export class TlsListener implements MigrationListener {
     } finally {
       this.#abort.signal.removeEventListener('abort', onAbort);
     }
-  }
-
-  #deliver(conn: MigrationConnection): void {
-    const w = this.#waiters.shift();
-    if (w) w.resolve(conn);
-    else if (this.#ready.length < TLS_READY_MAX && this.#failure === null) this.#ready.push(conn);
-    else conn.destroy();
-  }
-
-  #fail(err: Error): void {
-    this.#failure ??= err;
-    for (const w of this.#waiters.splice(0)) w.reject(err);
   }
 }
