@@ -9,7 +9,6 @@ import { SimDevice, p2pInitiatorKey } from '../../device/sim/index.ts';
 import type { P2pTransaction } from '../../device/sim/index.ts';
 import { stateName } from '../../uapi/index.ts';
 import type { Vm } from '../../vm/index.ts';
-import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
 
 function transaction(t: P2pTransaction): Record<string, unknown> {
@@ -27,13 +26,7 @@ function transaction(t: P2pTransaction): Record<string, unknown> {
 export function registerDeviceCommands(qmp: QmpServer, vm: Vm): void {
   qmp.register('device_del', {
     args: z.object({ id: z.string() }),
-    handler: async ({ id }) => {
-      try {
-        await vm.removeDevice(id);
-      } catch (err) {
-        throw genericError(err instanceof Error ? err.message : String(err));
-      }
-    },
+    handler: ({ id }) => vm.removeDevice(id),
   });
 
   qmp.register('x-query-p2p', {

@@ -39,7 +39,6 @@ import type {
 import { Errno, parseStateName } from '../../uapi/index.ts';
 import type { ErrnoName } from '../../uapi/index.ts';
 import type { Vm } from '../../vm/index.ts';
-import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
 
 export const DEVICE_FAULT_ACTIONS = [
@@ -240,26 +239,17 @@ function recordInfo(f: FaultRecord): Record<string, unknown> {
   };
 }
 
-async function generic<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw genericError(err instanceof Error ? err.message : String(err));
-  }
-}
-
 export function registerFaultCommands(qmp: QmpServer, vm: Vm): void {
   qmp.register('x-inject-fault', {
     args: injectArgs,
-    handler: (args) =>
-      generic(() => {
-        refuseOthers(args);
-        if (args.type === 'device') {
-          injectDeviceFault(vm, args);
-          return {};
-        }
-        return { id: vm.faults.arm(migrationFault(vm, args)).id };
-      }),
+    handler: (args) => {
+      refuseOthers(args);
+      if (args.type === 'device') {
+        injectDeviceFault(vm, args);
+        return {};
+      }
+      return { id: vm.faults.arm(migrationFault(vm, args)).id };
+    },
   });
   qmp.register('x-query-faults', {
     handler: () => ({

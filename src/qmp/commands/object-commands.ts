@@ -7,7 +7,6 @@
 import { z } from 'zod';
 import { USER_OBJECT_PROPERTIES } from '../../security/index.ts';
 import type { UserObjects } from '../../security/index.ts';
-import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
 
 const objectAddArgs = z.object({
@@ -16,24 +15,15 @@ const objectAddArgs = z.object({
   ...Object.fromEntries(USER_OBJECT_PROPERTIES.map((p) => [p, z.unknown().optional()])),
 });
 
-function generic(fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    throw genericError(err instanceof Error ? err.message : String(err));
-  }
-}
-
 export function registerObjectCommands(qmp: QmpServer, objects: UserObjects): void {
   qmp.register('object-add', {
     args: objectAddArgs,
-    handler: (args) =>
-      generic(() => {
-        objects.add(Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)));
-      }),
+    handler: (args) => {
+      objects.add(Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)));
+    },
   });
   qmp.register('object-del', {
     args: z.object({ id: z.string() }),
-    handler: ({ id }) => generic(() => objects.del(id)),
+    handler: ({ id }) => objects.del(id),
   });
 }

@@ -11,20 +11,10 @@ import { flagsName, stateName } from '../../uapi/index.ts';
 import { qapiVfioMigrationState } from '../../vfio/index.ts';
 import type { MultifdLoadFigures } from '../../vfio/index.ts';
 import type { Vm } from '../../vm/index.ts';
-import { genericError } from '../errors.ts';
 import type { QmpServer } from '../server.ts';
 import { registerObjectCommands } from './object-commands.ts';
 import { registerDeviceCommands } from './device-commands.ts';
 import { registerFaultCommands } from './fault-commands.ts';
-
-/** Runs `fn`, turning any Error into a GenericError reply carrying its message. */
-async function generic<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw genericError(err instanceof Error ? err.message : String(err));
-  }
-}
 
 const parameterArgs = z.object(
   Object.fromEntries(
@@ -39,18 +29,14 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
 
   registerObjectCommands(qmp, vm.objects);
   qmp.register('query-status', { handler: () => vm.runControl.queryStatus() });
-  qmp.register('stop', { handler: () => generic(() => vm.stop()) });
+  qmp.register('stop', { handler: () => vm.stop() });
   qmp.register('cont', {
-    handler: () =>
-      generic(() => {
-        if (
-          incoming.status === MigrationStatus.ACTIVE ||
-          incoming.status === MigrationStatus.SETUP
-        ) {
-          throw new Error('Migration is not finished; the guest starts after the load');
-        }
-        return vm.start();
-      }),
+    handler: () => {
+      if (incoming.status === MigrationStatus.ACTIVE || incoming.status === MigrationStatus.SETUP) {
+        throw new Error('Migration is not finished; the guest starts after the load');
+      }
+      return vm.start();
+    },
   });
 
   qmp.register('migrate', {
@@ -59,29 +45,27 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
       detach: z.boolean().optional(),
       resume: z.boolean().optional(),
     }),
-    handler: ({ uri, resume }) =>
-      generic(() => {
-        if (resume) throw new Error('migrate: resume is only for postcopy, which is not supported');
-        outgoing.migrate(uri);
-      }),
+    handler: ({ uri, resume }) => {
+      if (resume) throw new Error('migrate: resume is only for postcopy, which is not supported');
+      outgoing.migrate(uri);
+    },
   });
   qmp.register('migrate-incoming', {
     args: z.object({ uri: z.string(), 'exit-on-error': z.boolean().optional() }),
-    handler: (args) =>
-      generic(async () => {
-        if (vm.incomingMode !== 'defer') {
-          throw new Error("'-incoming' was not specified on the command line");
-        }
-        if (incoming.status !== MigrationStatus.NONE) {
-          throw new Error('The incoming migration has already been started');
-        }
-        await incoming.start(args.uri, { exitOnError: args['exit-on-error'] });
-      }),
+    handler: async (args) => {
+      if (vm.incomingMode !== 'defer') {
+        throw new Error("'-incoming' was not specified on the command line");
+      }
+      if (incoming.status !== MigrationStatus.NONE) {
+        throw new Error('The incoming migration has already been started');
+      }
+      await incoming.start(args.uri, { exitOnError: args['exit-on-error'] });
+    },
   });
   qmp.register('migrate_cancel', { handler: () => outgoing.cancel() });
   qmp.register('migrate-continue', {
     args: z.object({ state: z.enum(migrationStatuses) }),
-    handler: ({ state }) => generic(() => outgoing.continue(state as MigrationStatus)),
+    handler: ({ state }) => outgoing.continue(state as MigrationStatus),
   });
   qmp.register('query-migrate', { handler: () => vm.migration.query() });
   qmp.register('migrate-set-capabilities', {
@@ -89,18 +73,14 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
       capabilities: z.array(z.object({ capability: z.string(), state: z.boolean() })),
     }),
     handler: ({ capabilities }) =>
-      generic(() =>
-        options.setCapabilities(capabilities as Parameters<typeof options.setCapabilities>[0]),
-      ),
+      options.setCapabilities(capabilities as Parameters<typeof options.setCapabilities>[0]),
   });
   qmp.register('query-migrate-capabilities', { handler: () => options.queryCapabilities() });
   qmp.register('migrate-set-parameters', {
     args: parameterArgs,
     handler: (args) =>
-      generic(() =>
-        options.setParameters(
-          Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)),
-        ),
+      options.setParameters(
+        Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)),
       ),
   });
   qmp.register('query-migrate-parameters', { handler: () => options.queryParameters() });
