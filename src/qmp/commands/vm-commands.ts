@@ -1,8 +1,9 @@
 /**
  * The VM's QMP commands (qemu-migration.md §5.2): run control, migration control and
  * statistics, and extensions for verification and visibility: `x-query-state-digest`,
- * `x-query-vfio`, `x-query-multifd` and `x-query-downtime`. Argument checks that QEMU words itself (capabilities, parameters) are left
- * to the migration options so the messages come from one place.
+ * `x-query-vfio`, `x-query-multifd` and `x-query-downtime`. Argument checks that QEMU words
+ * itself (capabilities, parameters) are left to the migration options so the messages come
+ * from one place.
  */
 import { z } from 'zod';
 import { DEFAULT_MIGRATION_PARAMETERS, MigrationStatus } from '../../migration/index.ts';
@@ -147,7 +148,7 @@ export function registerVmCommands(qmp: QmpServer, vm: Vm): void {
   });
 }
 
-/** A device's incoming multifd transfer, in x-query-vfio (null without one). */
+/** A downtime trace (checkpoints and per-entry spans), in x-query-downtime. */
 function downtimeInfo(t: DowntimeTrace): Record<string, unknown> {
   return {
     checkpoints: t.checkpoints.map((c) => ({ checkpoint: c.checkpoint, at: c.at })),
@@ -161,6 +162,7 @@ function downtimeInfo(t: DowntimeTrace): Record<string, unknown> {
   };
 }
 
+/** A device's incoming multifd transfer, in x-query-vfio (null without one). */
 function multifdInfo(f: MultifdLoadFigures | null): Record<string, unknown> | null {
   if (f === null) return null;
   return {
