@@ -128,14 +128,13 @@ export class VmRunControl {
   /**
    * `vm_start`: no-op when already running. Otherwise RESUME, run state running (or suspended
    * when stopped from suspended), notify the handlers, then let the vCPUs run.
-   */
-  /**
-   * `vm_start`. QEMU resumes the vCPUs even when a handler failed; with `strict` (the start
-   * after an incoming migration) they stay parked then, so a guest whose devices refused their
-   * migrated state never executes — the caller stops the VM again. `beforeResume` runs once
-   * every handler accepted, as the last step before the vCPUs run (the destination tells the
-   * source it is done there); if it throws, the vCPUs stay parked and vmStart rejects with
-   * its error — the caller stops the VM again.
+   *
+   * QEMU resumes the vCPUs even when a handler failed; with `strict` (the start after an
+   * incoming migration) they stay parked then, so a guest whose devices refused their migrated
+   * state never executes — the caller stops the VM again. `beforeResume` is the last step
+   * before the vCPUs run, skipped when a strict start is refused (the destination tells the
+   * source it is done there); if it throws, the vCPUs stay parked and vmStart rejects with its
+   * error — the caller stops the VM again.
    */
   vmStart(
     opts: { strict?: boolean; beforeResume?: () => Promise<void> } = {},
