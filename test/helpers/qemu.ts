@@ -5,14 +5,38 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { QEMU_BINARY, findQemu } from '../../src/bench/qemu.ts';
+import type { MigrationOptionsInit } from '../../src/migration/index.ts';
 
-export { QEMU_BINARY, findQemu } from '../../src/bench/qemu.ts';
+export { QEMU_BINARY, findQemu };
+
+/**
+ * The QEMU binary, and the `skip` option of the tests that need it: false when there is one,
+ * else why `what` is skipped.
+ */
+export function qemuOrSkip(what: string): { qemu: string | null; skip: string | false } {
+  const qemu = findQemu();
+  return { qemu, skip: qemu === null ? `${QEMU_BINARY} not found: ${what} skipped` : false };
+}
+
+/**
+ * Our migration options against QEMU 7.2: it predates MIG_CMD_SWITCHOVER_START, so
+ * `send-switchover-start` is off, as QEMU itself has it for machine types up to 9.2; the
+ * return path is on, as the QEMU side sets it with setReturnPath().
+ */
+export function qemu72Migration(parameters: Record<string, string> = {}): MigrationOptionsInit {
+  return {
+    properties: { 'send-switchover-start': false },
+    capabilities: [{ capability: 'return-path', state: true }],
+    parameters,
+  };
+}
 
 export interface QmpEvent {
   event: string;
@@ -286,6 +310,48 @@ export async function waitMigration(
   }
 }
 
+/** The `return-path` capability on, on a QEMU source or destination. */
+export async function setReturnPath(qmp: QmpClient): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', {
+    capabilities: [{ capability: 'return-path', state: true }],
+  });
+}
+
+/** Where a listening QEMU destination takes its migration: it reports the port picked for 0. */
+export async function qemuIncomingUri(qmp: QmpClient): Promise<string> {
+  const info = await qmp.execute<{ 'socket-address'?: { type: string; port?: string }[] }>(
+    'query-migrate',
+  );
+  const address = info['socket-address']?.[0];
+  const port = address?.type === 'inet' ? Number(address.port) : NaN;
+  if (!Number.isInteger(port) || port <= 0) {
+    throw new Error(`QEMU reports no listening TCP port: ${JSON.stringify(info)}`);
+  }
+  return `tcp:127.0.0.1:${port}`;
+}
+
+/** `migrate-incoming` on a free loopback port, on a QEMU started with `-incoming defer`. */
+export async function qemuListen(qmp: QmpClient): Promise<string> {
+  await qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+  return qemuIncomingUri(qmp);
+}
+
+/** A QEMU destination (destinationArgs) listening on a free loopback port, and its URI. */
+export async function startQemuDestination(
+  binary: string,
+  t: TestContext,
+): Promise<{ q: QemuProcess; uri: string }> {
+  const q = await startQemu(binary, () => destinationArgs('tcp:127.0.0.1:0'), { t });
+  return { q, uri: await qemuIncomingUri(q.qmp) };
+}
+
+/** QEMU's whole guest RAM (GUEST_RAM bytes from 0), through `pmemsave` into its temp dir. */
+export async function qemuGuestRam(q: QemuProcess): Promise<Buffer> {
+  const dump = join(q.dir, 'ram.bin');
+  await q.qmp.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: dump });
+  return readFileSync(dump);
+}
+
 /** Bytes of guest memory through HMP `xp`, parsed from its hex dump. */
 export async function readGuestBytes(qmp: QmpClient, addr: number, n: number): Promise<Buffer> {
   const text = await qmp.hmp(`xp /${n}xb 0x${addr.toString(16)}`);
@@ -318,6 +384,13 @@ export function patternFile(index: number): Buffer {
     }
   }
   return buf;
+}
+
+/** The guest RAM of a source started with sourceArgs: the pattern files at their addresses. */
+export function patternRam(): Buffer {
+  const ram = Buffer.alloc(GUEST_RAM);
+  PATTERN_LOADS.forEach((l, i) => patternFile(i).copy(ram, l.addr));
+  return ram;
 }
 
 /** The source command line used for the captures (see test/fixtures/qemu-7.2-README.md). */
