@@ -16,7 +16,6 @@
  * a load-thread fault when the first load thread of an incoming migration starts, holding it
  * and every other load thread of that migration back until its time is up.
  */
-import type { Socket } from 'node:net';
 import type { MigrationIncomingState } from '../incoming.ts';
 import type { MigrationState } from '../migration.ts';
 import type { MigrationOptions } from '../options/index.ts';
@@ -33,7 +32,7 @@ import {
   VFIO_DEVICE_STATE_PACKET_HDR_SIZE,
   VFIO_DEVICE_STATE_PACKET_VER_CURRENT,
 } from '../stream/multifd-constants.ts';
-import { faultConnection } from '../transport/fault-channel.ts';
+import { abortSocket, faultConnection } from '../transport/fault-channel.ts';
 import type { FaultChannel } from '../transport/fault-channel.ts';
 import { connect as transportConnect, listen as transportListen } from '../transport/index.ts';
 import type {
@@ -406,10 +405,8 @@ export class MigrationFaultPlan {
     this.#markFired(f, spec.side);
     const why = new Error(`${conn.description}: ${spec.action} by fault injection`);
     if (spec.action === 'kill') return this.#kill();
-    const socket = conn.readable as Partial<Socket> | null;
-    if (spec.action === 'reset' && typeof socket?.resetAndDestroy === 'function') {
-      socket.resetAndDestroy();
-    }
+    const socket = conn.socket;
+    if (socket !== null) abortSocket(socket, spec.action === 'reset');
     conn.destroy(why);
   }
 

@@ -2,6 +2,7 @@
  * One migration channel: a connected socket (read and write: the main stream one way, the
  * return path the other) or one direction of a file. The stream codec is opened on top.
  */
+import { Duplex } from 'node:stream';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { QEMUFileReader, QEMUFileWriter, writableSink } from '../stream/index.ts';
@@ -38,6 +39,12 @@ export class MigrationConnection {
     this.returnPath = parts.returnPath;
     this.readable = parts.readable;
     this.writable = parts.writable;
+  }
+
+  /** The one Duplex carrying both directions (a socket), or null (a file, one direction). */
+  get socket(): Duplex | null {
+    const s = this.readable;
+    return s instanceof Duplex && s === (this.writable as unknown) ? s : null;
   }
 
   /** A reader on the incoming bytes (the main stream, or the return path on the source). */

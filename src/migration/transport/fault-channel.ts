@@ -40,8 +40,14 @@ interface HeldWrite {
 /** How often `ready` tripwires are polled when no bytes flow (ms). */
 const POLL_MS = 5;
 
-function isSocket(d: Duplex): d is Socket {
-  return typeof (d as Partial<Socket>).resetAndDestroy === 'function';
+/**
+ * Ends `socket` at once: with `reset`, a TCP socket sends RST (the peer reads ECONNRESET);
+ * otherwise, or when it is not TCP, it is closed (the peer reads an end).
+ */
+export function abortSocket(socket: Duplex, reset: boolean): void {
+  const tcp = socket as Partial<Socket>;
+  if (reset && typeof tcp.resetAndDestroy === 'function') tcp.resetAndDestroy();
+  else socket.destroy();
 }
 
 export class FaultChannel extends Duplex {
@@ -313,9 +319,7 @@ export class FaultChannel extends Duplex {
     // As the kernel reports a connection aborted on this side.
     (err as NodeJS.ErrnoException).code = 'ECONNABORTED';
     this.#dead = err;
-    const inner = this.#inner;
-    if (reset && isSocket(inner)) inner.resetAndDestroy();
-    else inner.destroy();
+    abortSocket(this.#inner, reset);
     this.destroy(err);
   }
 }
@@ -325,10 +329,8 @@ export function faultConnection(conn: MigrationConnection): {
   connection: MigrationConnection;
   channel: FaultChannel;
 } {
-  const socket = conn.readable;
-  if (!(socket instanceof Duplex) || socket !== (conn.writable as unknown)) {
-    throw new Error(`${conn.description}: channel faults need a socket channel`);
-  }
+  const socket = conn.socket;
+  if (socket === null) throw new Error(`${conn.description}: channel faults need a socket channel`);
   const channel = new FaultChannel(socket, conn.description);
   const connection = new MigrationConnection({
     description: conn.description,

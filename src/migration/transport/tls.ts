@@ -13,7 +13,7 @@
  * then closes without sending anything, and that close is a refusal, not a broken migration.
  */
 import { isIP } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { checkPeerCertificate } from '../../security/index.ts';
@@ -47,10 +47,8 @@ export interface TlsServerParams {
 
 /** The socket under a channel: TLS needs one Duplex carrying both directions. */
 function socketOf(conn: MigrationConnection): Duplex {
-  const s: unknown = conn.readable;
-  if (!(s instanceof Duplex) || s !== (conn.writable as unknown)) {
-    throw new TlsChannelError(`${conn.description}: TLS needs a socket channel`);
-  }
+  const s = conn.socket;
+  if (s === null) throw new TlsChannelError(`${conn.description}: TLS needs a socket channel`);
   return s;
 }
 
