@@ -127,10 +127,8 @@ export class RamLoadState implements MultifdRamSink {
             // Through an aligned page: V8 copies into shared memory word by word only when
             // both sides are equally aligned, and byte by byte it is 3-4 times slower.
             const scratch = this.#scratch;
-            if (!f.tryReadIntoAt(scratch, 0, pageSize)) {
-              await f.readIntoAt(scratch, 0, pageSize, 'ram page');
-            }
-            scratch.copy(block.segmentBytes(page), block.offsetInSegment(page), 0, pageSize);
+            if (!f.tryReadInto(scratch)) await f.readInto(scratch, 'ram page');
+            scratch.copy(block.segmentBytes(page), block.offsetInSegment(page));
             n = 1;
           }
           // Only pages written for the first time fault: those are what the prefaulter is for.
@@ -238,10 +236,8 @@ export class RamLoadState implements MultifdRamSink {
       // Each channel lands its own pages while the others wait for bytes: a scratch page each.
       const scratch = this.#spare.pop() ?? Buffer.alloc(size);
       try {
-        if (!f.tryReadIntoAt(scratch, 0, size)) {
-          await f.readIntoAt(scratch, 0, size, 'multifd page');
-        }
-        scratch.copy(seg, off, 0, size);
+        if (!f.tryReadInto(scratch)) await f.readInto(scratch, 'multifd page');
+        scratch.copy(seg, off);
       } finally {
         this.#spare.push(scratch);
       }

@@ -178,17 +178,8 @@ export class QEMUFileReader {
 
   /** Fills `dst` if that many bytes are buffered; returns false (consuming nothing) if not. */
   tryReadInto(dst: Uint8Array): boolean {
-    return this.tryReadIntoAt(dst, 0, dst.length);
-  }
-
-  /**
-   * Fills `dst[at .. at + n)` if `n` bytes are buffered; returns false (consuming nothing) if
-   * not. With a cached view of guest RAM, a page lands in place without a view per page.
-   */
-  tryReadIntoAt(dst: Uint8Array, at: number, n: number): boolean {
-    this.checkRange(dst, at, n);
-    if (this.buffered < n) return false;
-    this.copyOut(dst, at, n);
+    if (this.buffered < dst.length) return false;
+    this.copyOut(dst, 0, dst.length);
     return true;
   }
 

@@ -105,31 +105,15 @@ export class QEMUFileWriter {
 
   /** Copies `data` (the caller may reuse it as soon as this returns, as with qemu_put_buffer). */
   putBuffer(data: Uint8Array): void {
-    this.putBufferRange(data, 0, data.length);
-  }
-
-  /**
-   * Copies `src[start .. start + length)`: a guest page straight out of a cached RAM view,
-   * without a view object per page when `src` is a Buffer.
-   */
-  putBufferRange(src: Uint8Array, start: number, length: number): void {
-    if (!(Number.isSafeInteger(start) && Number.isSafeInteger(length) && start >= 0)) {
-      throw new RangeError(`putBufferRange: [${start}, +${length}) is not a range`);
-    }
-    if (length < 0 || start + length > src.length) {
-      throw new RangeError(`putBufferRange: [${start}, +${length}) overruns ${src.length} bytes`);
-    }
     let at = 0;
-    while (at < length) {
+    while (at < data.length) {
       if (this.pos === this.buf.length) this.rotate();
-      const n = Math.min(length - at, this.buf.length - this.pos);
-      const from = start + at;
-      if (Buffer.isBuffer(src)) src.copy(this.buf, this.pos, from, from + n);
-      else this.buf.set(n === src.length ? src : src.subarray(from, from + n), this.pos);
+      const n = Math.min(data.length - at, this.buf.length - this.pos);
+      this.buf.set(n === data.length ? data : data.subarray(at, at + n), this.pos);
       this.pos += n;
       at += n;
     }
-    this.written += length;
+    this.written += data.length;
   }
 
   /** Bytes the largest `reserve` may ask for: one staging buffer. */
