@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmProcess } from '../src/cli/vm-process.ts';
+import { migrationIsFinished } from '../src/migration/index.ts';
 import type { MigrationInfo } from '../src/cli/demo/qmp-types.ts';
 
 const RAM_MIB = Number(process.argv[2] ?? 512);
@@ -74,7 +75,7 @@ interface Result {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const done = (i: MigrationInfo) => ['completed', 'failed', 'cancelled'].includes(i.status ?? '');
+const done = (i: MigrationInfo) => migrationIsFinished(i.status ?? 'none');
 
 async function migrate(dir: string, m: Mode, n: number): Promise<Result> {
   const cfg = config(m);

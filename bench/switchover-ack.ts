@@ -20,6 +20,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VmProcess } from '../src/cli/vm-process.ts';
+import { migrationIsFinished } from '../src/migration/index.ts';
 import type { MigrationInfo, VfioInfo } from '../src/cli/demo/qmp-types.ts';
 
 const STATE_MIB = Number(process.argv[2] ?? 300);
@@ -80,7 +81,7 @@ async function once(dir: string, ack: boolean, n: number): Promise<Result> {
     let info: MigrationInfo;
     for (;;) {
       info = await src.qmp.execute<MigrationInfo>('query-migrate');
-      if (['completed', 'failed', 'cancelled'].includes(info.status ?? '')) break;
+      if (migrationIsFinished(info.status ?? 'none')) break;
       await sleep(50);
     }
     if (info.status !== 'completed')

@@ -4,6 +4,8 @@
  * MIGRATION event saying `completed`, with unlimited bandwidth and otherwise QEMU's defaults.
  */
 import { listenIncoming } from '../cli/incoming.ts';
+import { migrationIsFinished } from '../migration/index.ts';
+import type { MigrationStatus } from '../migration/index.ts';
 import type { QmpClient } from '../qmp/index.ts';
 import { peakRssBytes } from './proc.ts';
 
@@ -33,7 +35,7 @@ export interface TimedMigration {
 }
 
 interface MigrationEventData {
-  status?: string;
+  status?: MigrationStatus;
 }
 
 export interface MigrationSettings {
@@ -79,7 +81,7 @@ export async function timeMigration(
     'MIGRATION',
     (e) => {
       const status = (e.data as MigrationEventData | undefined)?.status;
-      return status === 'completed' || status === 'failed' || status === 'cancelled';
+      return migrationIsFinished(status ?? 'none');
     },
     timeoutMs,
   );

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pc from 'picocolors';
+import { migrationIsFinished } from '../../migration/index.ts';
 import { listenIncoming } from '../incoming.ts';
 import { VmProcess } from '../vm-process.ts';
 import type { DemoOptions } from './options.ts';
@@ -18,7 +19,6 @@ import type { MigrationInfo, MultifdInfo, StateDigest, VfioInfo } from './qmp-ty
 import { buildResult, renderResult } from './report.ts';
 import type { DemoResult } from './report.ts';
 
-const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 const POLL_MS = 250;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -128,7 +128,7 @@ async function followMigration(
     const info = await src.qmp.execute<MigrationInfo>('query-migrate');
     const vfio = await src.qmp.execute<VfioInfo>('x-query-vfio');
     view?.update(Date.now() - start, info, vfio);
-    if (FINISHED.has(info.status ?? '')) {
+    if (migrationIsFinished(info.status ?? 'none')) {
       view?.done();
       return info;
     }
@@ -146,7 +146,7 @@ async function followMigration(
 async function waitIncomingDone(dst: VmProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
     const info = await dst.qmp.execute<MigrationInfo>('query-migrate');
-    if (FINISHED.has(info.status ?? '')) {
+    if (migrationIsFinished(info.status ?? 'none')) {
       if (info.status !== 'completed')
         throw new Error(`destination: ${info['error-desc'] ?? info.status}`);
       return;

@@ -4,13 +4,13 @@
  * and parameters, polling the migration to its end, and reading the state that the promises
  * are about. Every wait is bounded; a process that died answers as such instead of failing.
  */
+import { migrationIsFinished } from '../../migration/index.ts';
+import type { MigrationStatus } from '../../migration/index.ts';
 import { listenIncoming } from '../incoming.ts';
 import { VmProcess } from '../vm-process.ts';
 import type { MigrationInfo, StateDigest, VfioInfo } from '../demo/qmp-types.ts';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const FINISHED = ['completed', 'failed', 'cancelled'];
 
 /** A small guest with two devices doing DMA: quick to migrate, long enough to be caught. */
 export function matrixGuest(): Record<string, unknown> {
@@ -121,7 +121,7 @@ export async function migrationEnd(vm: VmProcess, timeoutMs: number): Promise<Si
       throw err;
     }
     const status = info.status ?? 'none';
-    if (FINISHED.includes(status)) return { status, error: info['error-desc'] ?? null };
+    if (migrationIsFinished(status)) return { status, error: info['error-desc'] ?? null };
     if (Date.now() > end) return { status: `${status} (timeout)`, error: null };
     await sleep(25);
   }
@@ -130,7 +130,7 @@ export async function migrationEnd(vm: VmProcess, timeoutMs: number): Promise<Si
 /** Polls until `done(status)` holds; false after the timeout or when the process died. */
 export async function untilStatus(
   vm: VmProcess,
-  done: (status: string, info: MigrationInfo) => boolean,
+  done: (status: MigrationStatus, info: MigrationInfo) => boolean,
   timeoutMs: number,
 ): Promise<boolean> {
   const end = Date.now() + timeoutMs;

@@ -11,6 +11,7 @@
  *
  * A source that was killed, is in doubt, or broke a promise is replaced before the next row.
  */
+import { migrationIsFinished } from '../../migration/index.ts';
 import type { VmProcess } from '../vm-process.ts';
 import { Expect } from './matrix.ts';
 import type { FaultArgs, FaultRow } from './matrix.ts';
@@ -54,7 +55,6 @@ export interface RowResult {
 }
 
 const CAPS = { events: true, 'return-path': true };
-const FINISHED = ['completed', 'failed', 'cancelled'];
 /** Slow enough for the runner to act inside pre-copy. */
 const SLOW_BANDWIDTH = 16 << 20;
 const SIDE_TIMEOUT_MS = 30_000;
@@ -200,7 +200,7 @@ class RowRunner {
       // A source fault may fire (and end it all) before this poll sees the wait.
       const reached = await untilStatus(
         src,
-        (s) => s === 'pre-switchover' || FINISHED.includes(s),
+        (s) => s === 'pre-switchover' || migrationIsFinished(s),
         SIDE_TIMEOUT_MS,
       );
       if (!reached) return;
