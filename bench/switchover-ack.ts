@@ -19,6 +19,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { median } from '../src/bench/stats.ts';
 import { VmProcess } from '../src/cli/vm-process.ts';
 import { migrationIsFinished } from '../src/migration/index.ts';
 import type { MigrationInfo, VfioInfo } from '../src/cli/demo/qmp-types.ts';
@@ -96,11 +97,6 @@ async function once(dir: string, ack: boolean, n: number): Promise<Result> {
   } finally {
     await Promise.allSettled([src.stop(), dst.stop()]);
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-ack-'));
