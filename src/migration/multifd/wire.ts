@@ -404,11 +404,3 @@ export function parseDeviceStateHeader(buf: Buffer, flags: number): DeviceStateH
 export function isDeviceState(flags: number): boolean {
   return (flags & MULTIFD_FLAG_DEVICE_STATE) !== 0;
 }
-
-/** Bytes of the packet after its 12-byte header: RAM or device state. */
-export function packetRestSize(flags: number, pageSize: number): number {
-  return (
-    (isDeviceState(flags) ? MULTIFD_DEVICE_STATE_PACKET_SIZE : multifdRamPacketLen(pageSize)) -
-    MULTIFD_PACKET_HDR_SIZE
-  );
-}

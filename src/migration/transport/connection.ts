@@ -14,11 +14,6 @@ import type { ReaderOptions, WriterOptions } from '../stream/index.ts';
  */
 export type MigrationChannelId = 'main' | number;
 
-/** "the main channel", "multifd channel 2". */
-export function describeChannel(channel: MigrationChannelId): string {
-  return channel === 'main' ? 'the main channel' : `multifd channel ${channel}`;
-}
-
 export interface ConnectionParts {
   description: string;
   readable: Readable | null;

@@ -11,7 +11,7 @@ import type { SocketOptions } from './socket.ts';
 import { formatMigrationUri, toMigrationUri } from './uri.ts';
 import type { MigrationUri } from './uri.ts';
 
-export { MigrationConnection, describeChannel } from './connection.ts';
+export { MigrationConnection } from './connection.ts';
 export type { MigrationChannelId } from './connection.ts';
 export { SocketListener, DEFAULT_SOCKET_HIGH_WATER_MARK } from './socket.ts';
 export type { SocketOptions } from './socket.ts';
