@@ -17,7 +17,6 @@
  * over) is a failure too: the source only closes them after the destination's SHUT.
  */
 import type { QEMUFileReader } from '../stream/index.ts';
-import { isStreamError } from '../stream/index.ts';
 import {
   MULTIFD_DEVICE_STATE_PACKET_SIZE,
   MULTIFD_FLAG_SYNC,
@@ -281,6 +280,5 @@ export class MultifdRecvState {
 }
 
 function message(err: unknown): string {
-  if (isStreamError(err)) return err.message;
   return err instanceof Error ? err.message : String(err);
 }
