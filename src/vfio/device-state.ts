@@ -16,6 +16,7 @@
 import type { DataFd, VfioMigrationDevice } from '../device/device.ts';
 import { MigState, VfioError, isVfioError, stateName } from '../uapi/index.ts';
 import type { ErrnoName } from '../uapi/index.ts';
+import { errorMessage } from './error-message.ts';
 import { qapiVfioMigrationState } from './events.ts';
 import type { StateLogEntry, VfioEnvironment } from './events.ts';
 
@@ -41,7 +42,7 @@ export class VfioSetStateError extends Error {
   ) {
     super(
       `${device}: failed setting device state ${stateName(from)} -> ${stateName(to)}: ` +
-        `${describe(cause)}; ${aftermath}`,
+        `${errorMessage(cause)}; ${aftermath}`,
       { cause },
     );
     this.device = device;
@@ -126,7 +127,7 @@ export class VfioDeviceState {
         (await this.#device.setState(recover))?.close();
         recovered = true;
       } catch (err) {
-        why = `recovery to ${stateName(recover)} failed too (${describe(err)})`;
+        why = `recovery to ${stateName(recover)} failed too (${errorMessage(err)})`;
       }
       if (recovered) {
         this.#record(recover);
@@ -140,7 +141,7 @@ export class VfioDeviceState {
       // QEMU aborts here (hw_error): the device is in an unknown state.
       throw new Error(
         `${this.#name}: failed setting device state ${stateName(from)} -> ${stateName(to)} ` +
-          `(${describe(cause)}), then failed resetting the device: ${describe(err)}`,
+          `(${errorMessage(cause)}), then failed resetting the device: ${errorMessage(err)}`,
         { cause: err },
       );
     }
@@ -187,8 +188,4 @@ export class VfioDeviceState {
     this.log.push(entry);
     this.#env.listeners.stateChange?.(this.#name, entry);
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -29,6 +29,7 @@ import { pageBitmapBytes } from '../memory/iommu/index.ts';
 import type { IovaRange } from '../uapi/index.ts';
 import { MigState, isPreCopyState } from '../uapi/index.ts';
 import type { VfioContainerListener } from './container-listener.ts';
+import { errorMessage } from './error-message.ts';
 import type { VfioListeners } from './events.ts';
 import type { VFIOMigration } from './migration.ts';
 
@@ -150,7 +151,7 @@ export class VfioDirtyTracking implements DirtyLogListener {
       try {
         container.setDirtyTracking(true);
       } catch (err) {
-        throw new Error(`vfio: Could not start dirty page tracking - ${message(err)}`, {
+        throw new Error(`vfio: Could not start dirty page tracking - ${errorMessage(err)}`, {
           cause: err,
         });
       }
@@ -265,7 +266,7 @@ export class VfioDirtyTracking implements DirtyLogListener {
         try {
           await m.device.dmaLogging.start(ranges, PAGE);
         } catch (err) {
-          throw new Error(`${m.name}: Failed to start DMA logging: ${message(err)}`, {
+          throw new Error(`${m.name}: Failed to start DMA logging: ${errorMessage(err)}`, {
             cause: err,
           });
         }
@@ -283,7 +284,7 @@ export class VfioDirtyTracking implements DirtyLogListener {
     } catch (err) {
       throw new Error(
         `${m.name}: Failed to get DMA logging report, iova: 0x${iova.toString(16)}, ` +
-          `size: 0x${length.toString(16)}: ${message(err)}`,
+          `size: 0x${length.toString(16)}: ${errorMessage(err)}`,
         { cause: err },
       );
     }
@@ -296,7 +297,7 @@ export class VfioDirtyTracking implements DirtyLogListener {
       try {
         await m.device.dmaLogging.stop();
       } catch (err) {
-        this.#listeners.warning?.(`${m.name}: Failed to stop DMA logging: ${message(err)}`);
+        this.#listeners.warning?.(`${m.name}: Failed to stop DMA logging: ${errorMessage(err)}`);
       }
       m.dirtyTracking = false;
     }
@@ -338,8 +339,4 @@ export function orReportBitmap(
     if ((report[bit >>> 3]! >>> (bit & 7)) & 1) fresh += target.setDirty(first + k);
   }
   return fresh;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

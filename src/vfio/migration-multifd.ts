@@ -29,13 +29,10 @@ import {
   VFIO_DEVICE_STATE_PACKET_VER_CURRENT,
   VFIO_MIG_FLAG_DEV_CONFIG_STATE,
 } from '../migration/stream/index.ts';
+import { errorMessage } from './error-message.ts';
 import { tagName, writeToFd } from './records.ts';
 
 const HDR = VFIO_DEVICE_STATE_PACKET_HDR_SIZE;
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** The packet header: version, idx, flags. */
 function putPacketHeader(packet: Buffer, idx: number, flags: number): void {
@@ -79,7 +76,7 @@ export async function saveMultifdState(job: PrecopyThreadJob, d: MultifdSaveDevi
       try {
         n = await fd.read(packet.subarray(HDR));
       } catch (err) {
-        throw new Error(`${d.name}: reading state buffer ${idx} failed: ${message(err)}`, {
+        throw new Error(`${d.name}: reading state buffer ${idx} failed: ${errorMessage(err)}`, {
           cause: err,
         });
       }
@@ -159,7 +156,7 @@ async function queue(job: PrecopyThreadJob, packet: Uint8Array, what: string): P
   try {
     await job.queueDeviceState(packet);
   } catch (err) {
-    throw new Error(`${what}: ${message(err)}`, { cause: err });
+    throw new Error(`${what}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
@@ -355,7 +352,7 @@ export class VfioMultifdLoad {
     try {
       await writeToFd(fd, buf, name);
     } catch (err) {
-      throw new Error(`${name}: writing state buffer ${this.#next} failed: ${message(err)}`, {
+      throw new Error(`${name}: writing state buffer ${this.#next} failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -378,7 +375,7 @@ export class VfioMultifdLoad {
     try {
       await this.#d.loadConfig(f);
     } catch (err) {
-      throw new Error(`${name}: loading the device config state failed: ${message(err)}`, {
+      throw new Error(`${name}: loading the device config state failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }

@@ -42,6 +42,7 @@ import {
 } from '../uapi/index.ts';
 import type { MigrationFlags } from '../uapi/index.ts';
 import { getVfioPciConfig, putVfioPciConfig } from './config-state.ts';
+import { errorMessage } from './error-message.ts';
 import { VfioDeviceState, VfioSetStateError } from './device-state.ts';
 import type { StateLogEntry, VfioEnvironment } from './events.ts';
 import { VfioMultifdLoad, saveMultifdState } from './migration-multifd.ts';
@@ -394,7 +395,7 @@ export class VFIOMigration {
           try {
             this.#multifdLoad.configLoadReady();
           } catch (err) {
-            throw badInput(at, what, message(err));
+            throw badInput(at, what, errorMessage(err));
           }
           return;
         default:
@@ -473,7 +474,7 @@ export class VFIOMigration {
       n = await fd.read(buf);
     } catch (err) {
       if (isVfioError(err, 'ENOMSG')) return 0;
-      throw new Error(`${this.name}: reading the device data failed: ${message(err)}`, {
+      throw new Error(`${this.name}: reading the device data failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -512,7 +513,7 @@ export class VFIOMigration {
     try {
       await this.device.loadConfig(blob);
     } catch (err) {
-      throw new Error(`${this.name}: Failed to load device config space: ${message(err)}`, {
+      throw new Error(`${this.name}: Failed to load device config space: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -536,7 +537,7 @@ export class VFIOMigration {
     try {
       await ctx.approveSwitchover();
     } catch (err) {
-      throw new Error(`${this.name}: approving the switchover failed: ${message(err)}`, {
+      throw new Error(`${this.name}: approving the switchover failed: ${errorMessage(err)}`, {
         cause: err,
       });
     }
@@ -581,8 +582,4 @@ export function vfioSaveVMHandlers(m: VFIOMigration): SaveVMHandlers {
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -6,6 +6,7 @@
  */
 import type { MigrationNotifiers } from '../migration/notifiers.ts';
 import { MigState } from '../uapi/index.ts';
+import { errorMessage } from './error-message.ts';
 import type { VfioListeners } from './events.ts';
 import type { VFIOMigration } from './migration.ts';
 
@@ -20,7 +21,7 @@ export function addVfioMigrationNotifier(
       await m.state.setOrReset(MigState.RUNNING);
     } catch (err) {
       listeners.warning?.(
-        `vfio ${m.name}: back to RUNNING after a failed migration: ${err instanceof Error ? err.message : String(err)}`,
+        `vfio ${m.name}: back to RUNNING after a failed migration: ${errorMessage(err)}`,
       );
     }
   });

@@ -22,6 +22,7 @@ import type { SaveStateEntry, SaveVMRegistry } from '../migration/savevm/registr
 import { Errno, VFIO_MIGRATION_STOP_COPY, isVfioError } from '../uapi/index.ts';
 import type { MigrationFlags } from '../uapi/index.ts';
 import { blockMigration, vfioBlockerMessages } from './blockers.ts';
+import { errorMessage } from './error-message.ts';
 import type { MultipleDevicesBlocker } from './blockers.ts';
 import { deviceDirtyTrackingUsable } from './dirty-tracking.ts';
 import type { VfioEnvironment } from './events.ts';
@@ -157,7 +158,7 @@ export class VfioPciDevice {
     } catch (err) {
       if (isVfioError(err, 'ENOTTY')) return vfioBlockerMessages.notSupported(this.name);
       const errno = isVfioError(err) ? err.errno : Errno.EIO;
-      return vfioBlockerMessages.initFailed(this.name, errno, describe(err));
+      return vfioBlockerMessages.initFailed(this.name, errno, errorMessage(err));
     }
     if ((flags & VFIO_MIGRATION_STOP_COPY) === 0) {
       return vfioBlockerMessages.initFailed(
@@ -208,8 +209,4 @@ export class VfioPciDevice {
     );
     this.blocker = reason;
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -17,6 +17,7 @@
 import { RunState } from '../guest/index.ts';
 import type { VmChangeStateEntry, VmRunControl } from '../guest/index.ts';
 import { MigState, isPreCopyState } from '../uapi/index.ts';
+import { errorMessage } from './error-message.ts';
 import type { VFIOMigration } from './migration.ts';
 
 /** The target of the prepare pass. */
@@ -43,12 +44,7 @@ export function addVfioVmStateHandler(
       await m.state.setOrReset(target);
     } catch (err) {
       const vm = running ? 'VM start' : `VM stop (${state})`;
-      throw new Error(
-        `vfio ${m.name}: ${vm}: ${err instanceof Error ? err.message : String(err)}`,
-        {
-          cause: err,
-        },
-      );
+      throw new Error(`vfio ${m.name}: ${vm}: ${errorMessage(err)}`, { cause: err });
     }
   };
   return runControl.addVmChangeStateHandler({
