@@ -25,20 +25,9 @@ export class MigrationStats {
   dirtySyncMissedZeroCopy = 0;
   postcopyRequests = 0;
 
-  /** `memset(&mig_stats, 0, ...)` in `migrate_init`. */
+  /** `memset(&mig_stats, 0, ...)` in `migrate_init`: every counter back to its initial value. */
   reset(): void {
-    this.zeroPages = 0;
-    this.normalPages = 0;
-    this.precopyBytes = 0;
-    this.downtimeBytes = 0;
-    this.postcopyBytes = 0;
-    this.multifdBytes = 0;
-    this.dirtySyncCount = 0;
-    this.iterationCount = 0;
-    this.dirtyPagesRate = 0;
-    this.dirtyBytesLastSync = 0;
-    this.dirtySyncMissedZeroCopy = 0;
-    this.postcopyRequests = 0;
+    Object.assign(this, new MigrationStats());
   }
 
   /** Pages RAM has put on the wire (`ram_get_total_transferred_pages`). */
