@@ -26,11 +26,6 @@ export class RateLimiter implements RateLimit {
     this.#max = Math.floor(bytesPerSecond / XFER_LIMIT_RATIO);
   }
 
-  /** The budget per window in bytes (0 = unlimited). */
-  get max(): number {
-    return this.#max;
-  }
-
   /** `migration_rate_reset`: a new window starts now. */
   reset(): void {
     this.#windowStart = this.#transferred();
