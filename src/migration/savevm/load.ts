@@ -126,7 +126,7 @@ function sectionName(e: SaveStateEntry, sectionId: number): string {
 /** The error seen from the section it happened in: context plus the offset. */
 function inSection(err: unknown, what: string, offset: number): StreamError {
   if (isStreamError(err)) return err.withContext(what);
-  const reason = err instanceof Error ? err.message : String(err);
+  const reason = message(err);
   return new StreamError(`${what} at offset ${offset}: ${reason}`, offset, what, { cause: err });
 }
 
@@ -439,7 +439,7 @@ export class LoadVMState {
       }
       await this.#f.skip(len, 'vmdesc JSON');
     } catch (err) {
-      this.warnings.push(`vmdesc: ${err instanceof Error ? err.message : String(err)}`);
+      this.warnings.push(`vmdesc: ${message(err)}`);
     }
   }
 }
