@@ -14,6 +14,7 @@
  * Device faults (a failing arc, ERROR, a damaged or short stream) belong to the device
  * backends and are armed there; see src/qmp/commands/fault-commands.ts.
  */
+import { MULTIFD_CHANNELS_MAX } from '../multifd/wire.ts';
 import type { ChannelDirection } from '../transport/fault-channel.ts';
 
 /**
@@ -121,8 +122,10 @@ export function checkFaultSpec(f: MigrationFaultSpec): void {
     return;
   }
   checkCount('channel', f.channel, 0);
-  if (f.channel !== undefined && f.channel > 254) {
-    throw new Error(`channel must be a multifd channel id (0 to 254), not ${f.channel}`);
+  if (f.channel !== undefined && f.channel >= MULTIFD_CHANNELS_MAX) {
+    throw new Error(
+      `channel must be a multifd channel id (0 to ${MULTIFD_CHANNELS_MAX - 1}), not ${f.channel}`,
+    );
   }
   const t = f.trigger;
   if ('bytes' in t) checkCount('bytes', t.bytes, 0);
