@@ -110,6 +110,11 @@ function later(a: FaultPhase | null, b: FaultPhase): FaultPhase {
   return a !== null && FAULT_PHASES.indexOf(a) > FAULT_PHASES.indexOf(b) ? a : b;
 }
 
+/** The incoming migration is loading (its channels are the ones a fault may act on). */
+function incomingRunning(t: FaultPlanTarget): boolean {
+  return t.incoming.status === S.SETUP || t.incoming.status === S.ACTIVE;
+}
+
 /** Where a channel fault acts: a side and a channel of it. */
 function channelKey(side: FaultSide, channel: MigrationChannelId): string {
   return `${side}/${channel}`;
@@ -214,10 +219,7 @@ export class MigrationFaultPlan {
   phase(side: FaultSide): FaultPhase | null {
     const t = this.#target;
     if (t === null) return null;
-    if (side === 'incoming') {
-      const s = t.incoming.status;
-      return s === S.SETUP || s === S.ACTIVE ? this.#incomingPhase : null;
-    }
+    if (side === 'incoming') return incomingRunning(t) ? this.#incomingPhase : null;
     switch (t.outgoing.status) {
       case S.SETUP:
         return FaultPhase.SETUP;
@@ -296,10 +298,7 @@ export class MigrationFaultPlan {
     const open = this.#open.get(channelKey(side, channel)) ?? null;
     const t = this.#target;
     if (open === null || t === null) return null;
-    const live =
-      side === 'outgoing'
-        ? migrationIsRunning(t.outgoing.status)
-        : t.incoming.status === S.SETUP || t.incoming.status === S.ACTIVE;
+    const live = side === 'outgoing' ? migrationIsRunning(t.outgoing.status) : incomingRunning(t);
     return live ? open : null;
   }
 
