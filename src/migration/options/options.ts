@@ -36,6 +36,15 @@ export interface MigrationOptionsInit {
   capabilities?: readonly MigrationCapabilityStatus[];
 }
 
+/** Adds `item` to `list`; returns the function that removes it again. */
+function addRemovable<T>(list: T[], item: T): () => void {
+  list.push(item);
+  return () => {
+    const i = list.indexOf(item);
+    if (i >= 0) list.splice(i, 1);
+  };
+}
+
 export class MigrationOptions {
   readonly properties: Readonly<MigrationProperties>;
   #caps: Record<MigrationCapability, boolean> = noCapabilities();
@@ -82,29 +91,17 @@ export class MigrationOptions {
 
   /** Registers a check run before any change; returns the function that removes it. */
   addGuard(guard: OptionsGuard): () => void {
-    this.#guards.push(guard);
-    return () => {
-      const i = this.#guards.indexOf(guard);
-      if (i >= 0) this.#guards.splice(i, 1);
-    };
+    return addRemovable(this.#guards, guard);
   }
 
   /** Registers a check of each capability change; returns the function that removes it. */
   addCapabilityGuard(guard: CapabilityGuard): () => void {
-    this.#capabilityGuards.push(guard);
-    return () => {
-      const i = this.#capabilityGuards.indexOf(guard);
-      if (i >= 0) this.#capabilityGuards.splice(i, 1);
-    };
+    return addRemovable(this.#capabilityGuards, guard);
   }
 
   /** Called after every committed `migrate-set-parameters` (a running migration applies it). */
   onParametersChanged(listener: ParametersListener): () => void {
-    this.#listeners.push(listener);
-    return () => {
-      const i = this.#listeners.indexOf(listener);
-      if (i >= 0) this.#listeners.splice(i, 1);
-    };
+    return addRemovable(this.#listeners, listener);
   }
 
   /** `migrate-set-capabilities`: all or nothing; throws with QEMU's message. */
