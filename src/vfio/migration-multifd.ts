@@ -34,11 +34,11 @@ import { tagName, writeToFd } from './records.ts';
 
 const HDR = VFIO_DEVICE_STATE_PACKET_HDR_SIZE;
 
-/** The packet header: version, idx, flags. */
-function putPacketHeader(packet: Buffer, idx: number, flags: number): void {
+/** A data packet's header: version, idx, no flags. */
+function putPacketHeader(packet: Buffer, idx: number): void {
   packet.writeUInt32BE(VFIO_DEVICE_STATE_PACKET_VER_CURRENT, 0);
   packet.writeUInt32BE(idx, 4);
-  packet.writeUInt32BE(flags, 8);
+  packet.writeUInt32BE(0, 8);
 }
 
 // --- source ---------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ export async function saveMultifdState(job: PrecopyThreadJob, d: MultifdSaveDevi
         });
       }
       if (n === 0) break;
-      putPacketHeader(packet, idx, 0);
+      putPacketHeader(packet, idx);
       ring.send(queue(job, packet.subarray(0, HDR + n), `${d.name}: multifd data queuing failed`));
       d.sent(HDR + n, n);
     }
@@ -93,12 +93,12 @@ export async function saveMultifdState(job: PrecopyThreadJob, d: MultifdSaveDevi
   // The config is the last packet; its idx tells the destination where the data ends.
   const sink = new MemorySink();
   const f = new QEMUFileWriter(sink, { chunkSize: 64 << 10 });
+  f.putBe32(VFIO_DEVICE_STATE_PACKET_VER_CURRENT);
+  f.putBe32(idx);
+  f.putBe32(VFIO_DEVICE_STATE_CONFIG_STATE);
   await d.saveConfig(f);
   await f.flush();
-  const config = sink.bytes();
-  const last = Buffer.alloc(HDR + config.length);
-  putPacketHeader(last, idx, VFIO_DEVICE_STATE_CONFIG_STATE);
-  config.copy(last, HDR);
+  const last = sink.bytes();
   await queue(job, last, `${d.name}: multifd config data queuing failed`);
   d.sent(last.length, 0);
 }
