@@ -1,8 +1,8 @@
 /**
  * The VFIO byte counter behind `query-migrate`'s `vfio: {transferred}` (qemu-migration.md §5.1):
  * device data bytes sent. On the main channel only record payloads count (not the delimiters);
- * multifd packets will count whole, with their 12-byte header. One counter per VM, shared by
- * its devices, reset when a migration starts.
+ * multifd packets count whole, with their 12-byte header. One counter per VM, shared by its
+ * devices, reset when a migration starts.
  */
 export class VfioMigrationStats {
   #transferred = 0;
