@@ -13,4 +13,4 @@ export { describePayloads, formatBytes } from './describe.ts';
 export { entryDecoderFor } from './formats.ts';
 export type { EntryDecoder } from './entry.ts';
 export { isVfioIdstr, VFIO_SECTION_VERSION_ID } from './payload/vfio.ts';
-export { skipVfioConfigBlob, VFIO_CONFIG_BLOB_MAX } from './payload/vfio-config.ts';
+export { skipVfioConfigBlob } from './payload/vfio-config.ts';
