@@ -259,8 +259,10 @@ export async function receiveMultifd(
     uuid: UUID,
     pageSize: PAGE,
     ram,
-    deviceState: (idstr, instanceId, data) =>
-      loadStateBuffer(d.vm.registry, idstr, instanceId, data),
+    // Buffers go back to the receiver's pool as in a migration: later packets of a case
+    // land in buffers the device already gave back.
+    deviceState: (idstr, instanceId, data, release) =>
+      loadStateBuffer(d.vm.registry, idstr, instanceId, data, release),
     onError: fail,
   });
   const main = connection('main channel');
