@@ -1,6 +1,6 @@
 /**
- * A time-boxed fuzz run of the destination's stream loader (issue: malformed input): a few
- * thousand structure-aware mutations of a valid capture. A longer run: `node
+ * A time-boxed fuzz run of the destination's stream loader: a few thousand structure-aware
+ * mutations of a valid capture. A longer run: `node
  * dist/test/fuzz/run.js --seconds 600`.
  */
 import assert from 'node:assert/strict';
