@@ -1,8 +1,7 @@
 /** The config file's workload, in the shape the vCPU threads take. */
 import type { WorkloadConfig } from '../guest/index.ts';
+import { MiB } from '../memory/index.ts';
 import type { VmConfig } from './config.ts';
-
-const MiB = 1 << 20;
 
 export function workloadOf(w: VmConfig['workload']): WorkloadConfig {
   const pattern: WorkloadConfig['pattern'] =
