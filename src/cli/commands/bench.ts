@@ -15,7 +15,7 @@ import {
   runRamBench,
 } from '../../bench/index.ts';
 import type { RamPattern } from '../../bench/index.ts';
-import { cliParser } from '../parse.ts';
+import { cliParser, integer } from '../parse.ts';
 
 interface DowntimeOptions {
   repetitions: number;
@@ -52,16 +52,6 @@ function ramSize(text: string): number {
     throw new Error(`"${text}" is not a whole number of MiB between 1M and 64G`);
   }
   return n;
-}
-
-function integer(min: number): (text: string) => number {
-  return (text) => {
-    const n = Number(text);
-    if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
-      throw new Error(`"${text}" is not an integer >= ${min}`);
-    }
-    return n;
-  };
 }
 
 function channels(text: string): number {

@@ -6,19 +6,13 @@ import type { Command } from 'commander';
 import pc from 'picocolors';
 import { faultMatrix, faultReportJson, formatFaultTable, runFaultMatrix } from '../faults/index.ts';
 import type { RowResult } from '../faults/index.ts';
-import { cliParser } from '../parse.ts';
+import { cliParser, integer } from '../parse.ts';
 
 interface Options {
   quick?: boolean;
   json?: boolean;
   only?: string;
   stallTimeout: number;
-}
-
-function positiveInteger(text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`"${text}" is not an integer >= 1`);
-  return n;
 }
 
 function progress(r: RowResult): void {
@@ -39,12 +33,7 @@ export function registerFaults(program: Command): void {
     .option('--quick', 'only the quick subset the tests run')
     .option('--only <text>', 'only rows whose fault or phase contains this text')
     .option('--json', 'print one JSON object with every row')
-    .option(
-      '--stall-timeout <ms>',
-      'x-stall-timeout on both sides',
-      cliParser(positiveInteger),
-      1000,
-    )
+    .option('--stall-timeout <ms>', 'x-stall-timeout on both sides', cliParser(integer(1)), 1000)
     .action(async (opts: Options) => {
       let rows = faultMatrix();
       if (opts.quick) rows = rows.filter((r) => r.quick);

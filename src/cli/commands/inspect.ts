@@ -1,7 +1,7 @@
 /** `vfio-migrate inspect FILE`: what a saved migration stream holds, section by section. */
 import type { Command } from 'commander';
 import { inspectFile, renderText } from '../../inspect/index.ts';
-import { cliParser } from '../parse.ts';
+import { cliParser, integer } from '../parse.ts';
 
 export interface InspectOptions {
   json?: boolean;
@@ -29,7 +29,7 @@ export function registerInspect(program: Command): void {
     .option(
       '--offset <n>',
       'the stream starts at this file offset (file:PATH,offset=N); offsets count from there',
-      cliParser(parseOffset),
+      cliParser(integer(0)),
     )
     .action(async (file: string, opts: InspectOptions) => {
       process.exitCode = await inspectAction(file, opts);
@@ -47,12 +47,4 @@ export async function inspectAction(file: string, opts: InspectOptions): Promise
   if (report.error === null) return 0;
   process.stderr.write(`vfio-migrate inspect: ${file}: ${report.error.message}\n`);
   return 1;
-}
-
-function parseOffset(text: string): number {
-  const n = Number(text);
-  if (!/^[0-9]+$/.test(text) || !Number.isSafeInteger(n)) {
-    throw new Error(`"${text}" is not a non-negative integer`);
-  }
-  return n;
 }
