@@ -53,7 +53,7 @@ import type { MigrationCapability } from '../options/index.ts';
 import type { DowntimeTrace } from '../downtime-trace.ts';
 import type { LoadContext, LoadThread } from './handlers.ts';
 import type { SaveStateEntry, SaveVMRegistry } from './registry.ts';
-import { hookError } from './save.ts';
+import { cleanupEntries, hookError } from './save.ts';
 
 /**
  * Watches a load as it goes: tracing, and the fault layer (faults/plan.ts) that learns the
@@ -246,17 +246,8 @@ export class LoadVMState {
   }
 
   /** `qemu_loadvm_state_cleanup`: every entry's load_cleanup; the failures, none skipped. */
-  async cleanup(): Promise<Error[]> {
-    const errors: Error[] = [];
-    for (const e of this.#entries) {
-      if (e.handlers.loadCleanup === undefined) continue;
-      try {
-        await e.handlers.loadCleanup();
-      } catch (err) {
-        errors.push(hookError('load_cleanup', e, err));
-      }
-    }
-    return errors;
+  cleanup(): Promise<Error[]> {
+    return cleanupEntries(this.#entries, 'loadCleanup');
   }
 
   async #header(): Promise<void> {

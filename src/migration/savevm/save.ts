@@ -76,21 +76,28 @@ export function hookError(hook: string, e: SaveStateEntry, err: unknown): Error 
   );
 }
 
+/** Every entry's save_cleanup or load_cleanup hook; the failures, none skipped. */
+export async function cleanupEntries(
+  entries: readonly SaveStateEntry[],
+  hook: 'saveCleanup' | 'loadCleanup',
+): Promise<Error[]> {
+  const errors: Error[] = [];
+  for (const e of entries) {
+    try {
+      await e.handlers[hook]?.();
+    } catch (err) {
+      errors.push(hookError(hook === 'saveCleanup' ? 'save_cleanup' : 'load_cleanup', e, err));
+    }
+  }
+  return errors;
+}
+
 /**
  * `qemu_savevm_state_cleanup`: every entry's save_cleanup, also when the migration failed
  * before its setup ran; the failures, none skipped.
  */
-export async function saveStateCleanup(registry: SaveVMRegistry): Promise<Error[]> {
-  const errors: Error[] = [];
-  for (const e of registry.entries()) {
-    if (e.handlers.saveCleanup === undefined) continue;
-    try {
-      await e.handlers.saveCleanup();
-    } catch (err) {
-      errors.push(hookError('save_cleanup', e, err));
-    }
-  }
-  return errors;
+export function saveStateCleanup(registry: SaveVMRegistry): Promise<Error[]> {
+  return cleanupEntries(registry.entries(), 'saveCleanup');
 }
 
 function isActive(e: SaveStateEntry): boolean {
