@@ -243,8 +243,7 @@ export class VFIOMigration {
       putFlag(f, VFIO_MIG_FLAG_END_OF_STATE);
       return;
     }
-    // Normally already in STOP_COPY (VM-state handler); from STOP this opens the saving fd.
-    await this.state.set(MigState.STOP_COPY, MigState.STOP);
+    await this.#enterStopCopy();
     while ((await this.#saveBlock(f)) > 0) {
       // STOP_COPY ends with a read of 0; ENOMSG cannot happen there.
     }
@@ -264,13 +263,7 @@ export class VFIOMigration {
     return saveMultifdState(job, {
       name: this.name,
       dataBufferSize: buffer.length,
-      enterStopCopy: async () => {
-        // Normally there already (VM-state handler); from STOP this opens the saving fd.
-        await this.state.set(MigState.STOP_COPY, MigState.STOP);
-        const fd = this.state.dataFd;
-        if (fd === null) throw new Error(`${this.name}: no data fd in STOP_COPY`);
-        return fd;
-      },
+      enterStopCopy: () => this.#enterStopCopy(),
       saveConfig: (f) => this.#putConfig(f),
       sent: (bytes, data) => {
         this.#stats.add(bytes);
@@ -485,6 +478,17 @@ export class VFIOMigration {
     else this.sent.precopy += n;
     if (f.needsDrain) await f.ready();
     return n;
+  }
+
+  /**
+   * STOP_COPY and its saving fd. Normally the device is there already (VM-state handler); from
+   * STOP this opens the saving fd.
+   */
+  async #enterStopCopy(): Promise<DataFd> {
+    await this.state.set(MigState.STOP_COPY, MigState.STOP);
+    const fd = this.state.dataFd;
+    if (fd === null) throw new Error(`${this.name}: no data fd in STOP_COPY`);
+    return fd;
   }
 
   /** MIG_DATA_SIZE, or `fallback` when the device cannot tell. */
