@@ -106,6 +106,16 @@ export class GuestMemory implements DmaMemory {
     return undefined;
   }
 
+  /** The first address of [gpa, gpa+length) that is not guest RAM; undefined when all is. */
+  firstNonRam(gpa: number, length: number): number | undefined {
+    for (let at = gpa; at < gpa + length;) {
+      const m = this.findMapping(at);
+      if (m === undefined) return at;
+      at = m.gpa + m.length;
+    }
+    return undefined;
+  }
+
   /** GPA -> (block, offset in block), or undefined for a hole. */
   translate(gpa: number): { block: RamBlock; offset: number } | undefined {
     const m = this.findMapping(gpa);
@@ -199,16 +209,11 @@ export class GuestMemory implements DmaMemory {
     if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0 || length < 0) {
       throw new RangeError(`${what}: [${iova}, +${length}) is not a pair of naturals`);
     }
-    let at = iova;
-    const end = iova + length;
-    while (at < end) {
-      const m = this.findMapping(at);
-      if (m === undefined) {
-        throw new RangeError(
-          `${what} of ${length} bytes at IOVA ${hex(iova)}: ${hex(at)} is not guest RAM`,
-        );
-      }
-      at = m.gpa + m.length;
+    const at = this.firstNonRam(iova, length);
+    if (at !== undefined) {
+      throw new RangeError(
+        `${what} of ${length} bytes at IOVA ${hex(iova)}: ${hex(at)} is not guest RAM`,
+      );
     }
   }
 

@@ -115,7 +115,7 @@ export class IommuContainer {
   /** VFIO_IOMMU_MAP_DMA: `length` bytes at `iova` onto guest RAM at `gpa`. */
   map(iova: number, length: number, gpa: number): void {
     checkRange('MAP_DMA', iova, length);
-    if (!this.#isRam(gpa, length)) {
+    if (this.memory.firstNonRam(gpa, length) !== undefined) {
       fail('EFAULT', `MAP_DMA: ${hex(gpa)}+${hex(length)} is not guest RAM`);
     }
     const clash = this.#mappings.find((m) => m.iova < iova + length && iova < m.iova + m.length);
@@ -270,16 +270,6 @@ export class IommuContainer {
       if (iova < m.iova + m.length) return m;
     }
     return undefined;
-  }
-
-  #isRam(gpa: number, length: number): boolean {
-    let at = gpa;
-    while (at < gpa + length) {
-      const m = this.memory.findMapping(at);
-      if (m === undefined) return false;
-      at = m.gpa + m.length;
-    }
-    return true;
   }
 
   #forgetPages(iova: number, length: number): void {

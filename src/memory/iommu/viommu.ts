@@ -76,11 +76,8 @@ export class GuestIommu {
     if (this.#mappings.some((m) => m.iova < iova + length && iova < m.iova + m.length)) {
       fail('EINVAL', `vIOMMU map: ${hex(iova)}+${hex(length)} is already mapped`);
     }
-    for (let at = gpa; at < gpa + length;) {
-      const m = this.memory.findMapping(at);
-      if (m === undefined) fail('EINVAL', `vIOMMU map: ${hex(at)} is not guest RAM`);
-      at = m.gpa + m.length;
-    }
+    const notRam = this.memory.firstNonRam(gpa, length);
+    if (notRam !== undefined) fail('EINVAL', `vIOMMU map: ${hex(notRam)} is not guest RAM`);
     const entry = { iova, length, gpa };
     this.#mappings.push(entry);
     this.#mappings.sort((a, b) => a.iova - b.iova);
