@@ -28,6 +28,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DowntimeCheckpoint, DowntimeSpan } from '../migration/index.ts';
 import type { QmpClient } from '../qmp/index.ts';
 import { startOurPair } from './ours.ts';
 import { timeMigration } from './pair.ts';
@@ -108,22 +109,13 @@ export function multifdDowntimeConfig(
   };
 }
 
-interface Checkpoint {
-  checkpoint: string;
-  at: number;
-}
-
-interface Span {
-  kind: string;
-  idstr: string;
-  start: number;
-  end: number;
-}
-
+/** One side of `x-query-downtime`, in the core's own names. */
 export interface DowntimeInfo {
-  checkpoints: Checkpoint[];
+  checkpoints: { checkpoint: DowntimeCheckpoint; at: number }[];
   spans: Span[];
 }
+
+type Span = Pick<DowntimeSpan, 'kind' | 'idstr' | 'start' | 'end'>;
 
 /** The parts of the destination's x-query-vfio read here. */
 export interface VfioWithMultifd {
@@ -144,7 +136,7 @@ export function phasesOf(
   dst: DowntimeInfo,
   dstVfio: VfioWithMultifd,
 ): DowntimePhases {
-  const at = (d: DowntimeInfo, name: string) => {
+  const at = (d: DowntimeInfo, name: DowntimeCheckpoint) => {
     const c = d.checkpoints.find((x) => x.checkpoint === name);
     if (c === undefined) throw new Error(`no ${name} checkpoint was recorded`);
     return c.at;
