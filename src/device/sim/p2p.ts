@@ -75,19 +75,11 @@ export class P2pLog {
   droppedReceived = 0;
 
   recordSent(t: P2pTransaction): void {
-    if (this.sent.length >= P2P_LOG_LIMIT) {
-      this.sent.shift();
-      this.droppedSent++;
-    }
-    this.sent.push(t);
+    this.droppedSent += append(this.sent, t);
   }
 
   recordReceived(t: P2pTransaction): void {
-    if (this.received.length >= P2P_LOG_LIMIT) {
-      this.received.shift();
-      this.droppedReceived++;
-    }
-    this.received.push(t);
+    this.droppedReceived += append(this.received, t);
   }
 
   clear(): void {
@@ -96,4 +88,12 @@ export class P2pLog {
     this.droppedSent = 0;
     this.droppedReceived = 0;
   }
+}
+
+/** Appends `t` to `list`, dropping its oldest entry at the limit; returns how many it dropped. */
+function append(list: P2pTransaction[], t: P2pTransaction): number {
+  list.push(t);
+  if (list.length <= P2P_LOG_LIMIT) return 0;
+  list.shift();
+  return 1;
 }
