@@ -179,9 +179,7 @@ export class RamBlock {
    */
   copyPagesTo(page: number, count: number, dst: Uint8Array, dstOffset: number): void {
     const bytes = count * TARGET_PAGE_SIZE;
-    if (!(count >= 1 && count <= this.pagesToSegmentEnd(page))) {
-      throw new RangeError(`${this.idstr}: ${count} pages from page ${page} leave its segment`);
-    }
+    this.#checkRun(page, count);
     if (!(dstOffset >= 0 && dstOffset + bytes <= dst.length)) {
       throw new RangeError(
         `${this.idstr}: no room for ${count === 1 ? 'a page' : `${count} pages`} at offset ` +
@@ -225,10 +223,7 @@ export class RamBlock {
    * for the run, after a look at its first 8 bytes.
    */
   isZeroRange(page: number, count: number): boolean {
-    const seg = this.#segmentOf(page);
-    if (!(count >= 1 && count <= this.#segMask + 1 - (page & this.#segMask))) {
-      throw new RangeError(`${this.idstr}: ${count} pages from page ${page} leave its segment`);
-    }
+    const seg = this.#checkRun(page, count);
     const w = (page & this.#segMask) * TARGET_PAGE_WORDS;
     const words = this.#words[seg]!;
     if ((words[w]! | words[w + 1]!) !== 0) return false;
@@ -298,6 +293,14 @@ export class RamBlock {
     const hash = createHash('sha256');
     for (const seg of this.#bytes) hash.update(seg);
     return hash.digest('hex');
+  }
+
+  /** The segment of a run of `count` pages from `page`, which must stay inside it. */
+  #checkRun(page: number, count: number): number {
+    if (!(count >= 1 && count <= this.pagesToSegmentEnd(page))) {
+      throw new RangeError(`${this.idstr}: ${count} pages from page ${page} leave its segment`);
+    }
+    return page >>> this.#segShift;
   }
 
   #segmentOf(page: number): number {
