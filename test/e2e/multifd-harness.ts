@@ -4,9 +4,9 @@
  * waiting (`-incoming defer`) so that multifd is set before it listens, as QEMU requires, and
  * the per-device multifd figures of x-query-vfio.
  */
-import assert from 'node:assert/strict';
+import { listenIncoming } from '../../src/cli/incoming.ts';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
-import { query, setCaps, smallGuest } from './harness.ts';
+import { setCaps, smallGuest } from './harness.ts';
 import type { E2e } from './harness.ts';
 
 export const MULTIFD_CAPS = { events: true, 'return-path': true, multifd: true };
@@ -44,15 +44,7 @@ export async function multifdDestination(
 ): Promise<{ dst: VmProcess; uri: string }> {
   const dst = await e.spawn({ name, config, incoming: 'defer', paused: true });
   await setMultifd(dst, channels);
-  return { dst, uri: await listenOnLoopback(dst) };
-}
-
-/** `migrate-incoming` on a free loopback port; the URI to migrate to. */
-export async function listenOnLoopback(dst: VmProcess): Promise<string> {
-  await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  const address = (await query(dst))['socket-address']?.[0];
-  assert.ok(address?.type === 'inet');
-  return `tcp:127.0.0.1:${address.port}`;
+  return { dst, uri: await listenIncoming(dst.qmp) };
 }
 
 /**

@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { VmProcess } from '../../src/cli/vm-process.ts';
 import { connect } from 'node:net';
+import { listenIncoming } from '../../src/cli/incoming.ts';
+import type { VmProcess } from '../../src/cli/vm-process.ts';
 import { encodeMultifdInit } from '../../src/migration/multifd/wire.ts';
 import { keyLines, makeTestPki } from '../security/certs.ts';
 import type { TestPki } from '../security/certs.ts';
@@ -73,10 +74,7 @@ async function tlsDestination(e: E2e, config: Record<string, unknown>, multifd?:
   if (multifd === undefined) await setCaps(dst, CAPS);
   else await setMultifd(dst, multifd);
   await dst.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0', 'tls-authz': 'auth0' });
-  await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
-  const address = (await query(dst))['socket-address']?.[0];
-  assert.ok(address?.type === 'inet');
-  return { dst, uri: `tcp:127.0.0.1:${address.port}` };
+  return { dst, uri: await listenIncoming(dst.qmp) };
 }
 
 /** A failed migration left the source whole: guest running, devices RUNNING. */
