@@ -10,10 +10,16 @@ import type { TestContext } from 'node:test';
 import { VmProcess } from '../../src/cli/vm-process.ts';
 import type { SpawnVmOptions } from '../../src/cli/vm-process.ts';
 import type { MigrationInfo, StateDigest, VfioInfo } from '../../src/cli/demo/qmp-types.ts';
+import {
+  queryMigrate as query,
+  runState as runStatus,
+  setCapabilities as setCaps,
+  sleep,
+  stateDigest as digest,
+} from '../../src/cli/faults/index.ts';
 
 export type { MigrationInfo, StateDigest, VfioInfo };
-
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export { digest, query, runStatus, setCaps, sleep };
 
 /** A small guest: 2 vCPUs dirtying a hot set, a nic and a gpu doing DMA. */
 export function smallGuest(over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -57,15 +63,6 @@ export class E2e {
   }
 }
 
-export async function setCaps(vm: VmProcess, caps: Record<string, boolean>): Promise<void> {
-  const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
-  await vm.qmp.execute('migrate-set-capabilities', { capabilities });
-}
-
-export function query(vm: VmProcess): Promise<MigrationInfo> {
-  return vm.qmp.execute<MigrationInfo>('query-migrate');
-}
-
 /** Polls query-migrate until `done` holds. */
 export async function waitFor(
   vm: VmProcess,
@@ -86,15 +83,7 @@ export async function waitFor(
 const FINISHED = ['completed', 'failed', 'cancelled'];
 export const finished = (i: MigrationInfo) => FINISHED.includes(i.status ?? '');
 
-export async function runStatus(vm: VmProcess): Promise<string> {
-  return (await vm.qmp.execute<{ status: string }>('query-status')).status;
-}
-
 export async function deviceStates(vm: VmProcess): Promise<Record<string, string>> {
   const info = await vm.qmp.execute<VfioInfo>('x-query-vfio');
   return Object.fromEntries(info.devices.map((d) => [d.id, d['device-state']]));
-}
-
-export function digest(vm: VmProcess): Promise<StateDigest> {
-  return vm.qmp.execute<StateDigest>('x-query-state-digest');
 }
