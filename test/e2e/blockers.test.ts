@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
 import { vfioBlockerMessages } from '../../src/vfio/index.ts';
 import {
+  CAPS,
   E2e,
   deviceStates,
   digest,
@@ -60,8 +61,8 @@ test('devices without P2P: one VM-wide blocker, lifted by device_del; a single d
   assert.deepEqual(deleted, [{ device: 'nic1', path: '/machine/peripheral/nic1' }]);
 
   const dst = await e.destination(guest([nic0]));
-  await setCaps(src, { events: true, 'return-path': true });
-  await setCaps(dst, { events: true, 'return-path': true });
+  await setCaps(src, CAPS);
+  await setCaps(dst, CAPS);
   await src.qmp.execute('migrate', { uri: dst.ready.incoming });
   assert.equal((await waitFor(src, finished, 'the migration')).status, 'completed');
   await waitFor(dst, finished, 'the incoming side');

@@ -9,9 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VfioInfo } from './harness.ts';
-import { E2e, digest, finished, setCaps, sleep, smallGuest, waitFor } from './harness.ts';
-
-const CAPS = { events: true, 'return-path': true };
+import { E2e, digest, finished, sleep, smallGuest, waitFor } from './harness.ts';
 
 type ContainerInfo = VfioInfo & {
   'dirty-tracking': { mode: string; 'pages-reported': number };
@@ -71,9 +69,7 @@ for (const [label, c] of Object.entries(CASES)) {
         { id: 'nic1', model: `sim:nic,${model},seed=2`, ...props },
       ],
     });
-    const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-    await setCaps(src, CAPS);
-    await setCaps(dst, CAPS);
+    const { src, dst } = await e.pair(config);
     // Slow enough that the devices write pages the first pass already sent.
     await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 48 << 20 });
     await src.qmp.execute('migrate', { uri: dst.ready.incoming });

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  CAPS,
   E2e,
   deviceStates,
   digest,
@@ -13,7 +14,6 @@ import {
   waitFor,
 } from './harness.ts';
 
-const CAPS = { events: true, 'return-path': true };
 const RUNNING = { nic0: 'RUNNING', gpu0: 'RUNNING' };
 /** Slow enough to be caught in pre-copy. */
 const SLOW = { 'max-bandwidth': 16 << 20 };
@@ -21,9 +21,7 @@ const SLOW = { 'max-bandwidth': 16 << 20 };
 /** A source and a destination, and a bandwidth-limited migration caught in pre-copy. */
 async function migrationInPreCopy(e: E2e) {
   const config = smallGuest();
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
+  const { src, dst } = await e.pair(config);
   await src.qmp.execute('migrate-set-parameters', SLOW);
   await src.qmp.execute('migrate', { uri: dst.ready.incoming });
   await waitFor(

@@ -21,6 +21,9 @@ import {
 export type { MigrationInfo, StateDigest, VfioInfo };
 export { digest, query, runStatus, setCaps, sleep };
 
+/** The capabilities of a plain migration between two processes: events and the return path. */
+export const CAPS = { events: true, 'return-path': true };
+
 /** A small guest: 2 vCPUs dirtying a hot set, a nic and a gpu doing DMA. */
 export function smallGuest(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -60,6 +63,17 @@ export class E2e {
 
   source(config: unknown, name = 'src'): Promise<VmProcess> {
     return this.spawn({ name, config });
+  }
+
+  /** A destination and a source of `config`, both with `caps`. */
+  async pair(
+    config: unknown,
+    caps: Record<string, boolean> = CAPS,
+  ): Promise<{ src: VmProcess; dst: VmProcess }> {
+    const [dst, src] = await Promise.all([this.destination(config), this.source(config)]);
+    await setCaps(src, caps);
+    await setCaps(dst, caps);
+    return { src, dst };
   }
 }
 

@@ -9,19 +9,14 @@ import {
   finished,
   query,
   runStatus,
-  setCaps,
   smallGuest,
   waitFor,
 } from './harness.ts';
 
-const CAPS = { events: true, 'return-path': true };
-
 test('a converging live migration with dirtying vCPUs and DMA-ing devices loses nothing', async (t) => {
   const e = new E2e(t);
   const config = smallGuest();
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
+  const { src, dst } = await e.pair(config);
   await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0 });
   const events: string[] = [];
   src.qmp.onEvent((ev) => {
@@ -91,9 +86,7 @@ for (const [id, want] of Object.entries(TRIPLETS)) {
   test(`(run state, migration status, device state) on both sides: ${id} device (§3.1)`, async (t) => {
     const e = new E2e(t);
     const config = smallGuest({ devices: [{ id, model: want.model }] });
-    const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-    await setCaps(src, CAPS);
-    await setCaps(dst, CAPS);
+    const { src, dst } = await e.pair(config);
     await src.qmp.execute('migrate', { uri: dst.ready.incoming });
     assert.equal((await waitFor(src, finished, 'the end')).status, 'completed');
     await waitFor(dst, finished, 'the incoming side');
@@ -106,9 +99,7 @@ for (const [id, want] of Object.entries(TRIPLETS)) {
 test('a non-converging migration keeps iterating, then switches over once downtime-limit is raised', async (t) => {
   const e = new E2e(t);
   const config = smallGuest({ workload: { 'dirty-rate': 256, pattern: 'uniform', seed: 9 } });
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
+  const { src, dst } = await e.pair(config);
   // 48 MiB/s cannot keep up with 256 MiB/s of page writes and a 1 ms downtime budget.
   await src.qmp.execute('migrate-set-parameters', {
     'max-bandwidth': 48 << 20,

@@ -6,10 +6,10 @@
  */
 import { listenIncoming } from '../../src/cli/incoming.ts';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
-import { setCaps, smallGuest } from './harness.ts';
+import { CAPS, setCaps, smallGuest } from './harness.ts';
 import type { E2e } from './harness.ts';
 
-export const MULTIFD_CAPS = { events: true, 'return-path': true, multifd: true };
+export const MULTIFD_CAPS = { ...CAPS, multifd: true };
 
 /** A guest with a nic, a gpu whose 16 MiB go in stop-copy, and an mtty. */
 export function multifdGuest(over: Record<string, unknown> = {}): Record<string, unknown> {

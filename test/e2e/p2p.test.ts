@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VmProcess } from '../../src/cli/vm-process.ts';
 import type { VfioInfo } from './harness.ts';
-import { E2e, digest, finished, setCaps, sleep, smallGuest, waitFor } from './harness.ts';
+import { CAPS, E2e, digest, finished, sleep, smallGuest, waitFor } from './harness.ts';
 
 // With switchover-ack: the destination waits for both PRE_COPY devices' initial data (two
 // approvals; mtty needs none) before it acks.
-const CAPS = { events: true, 'return-path': true, 'switchover-ack': true };
+const ACK = { ...CAPS, 'switchover-ack': true };
 const P2P = 'p2p-rate=400,state-size=2M,chunk-size=16K,dirty-rate=1M,dma-rate=1M';
 
 interface P2pTx {
@@ -84,9 +84,7 @@ test('three devices doing P2P DMA: quiesced first on both sides, nothing lost, s
       { id: 'mtty0', model: 'sim:mtty,flags=stop-copy+p2p' },
     ],
   });
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
+  const { src, dst } = await e.pair(config, ACK);
   await sleep(300); // P2P traffic before the migration
   await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0 });
   await src.qmp.execute('migrate', { uri: dst.ready.incoming });

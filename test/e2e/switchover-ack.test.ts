@@ -26,10 +26,10 @@ import {
 } from '../../src/migration/stream/index.ts';
 import { putFlag } from '../../src/vfio/index.ts';
 import type { VfioInfo } from './harness.ts';
-import { E2e, digest, finished, setCaps, smallGuest, waitFor } from './harness.ts';
+import { CAPS, E2e, digest, finished, setCaps, smallGuest, waitFor } from './harness.ts';
 
 const MiB = 1 << 20;
-const ACK = { events: true, 'return-path': true, 'switchover-ack': true };
+const ACK = { ...CAPS, 'switchover-ack': true };
 
 /** One gpu whose destination needs 0.5 s to set up its 32 MiB state. */
 const guest = () =>
@@ -44,10 +44,7 @@ const guest = () =>
 
 async function run(e: E2e, ack: boolean) {
   const config = guest();
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  const caps = ack ? ACK : { events: true, 'return-path': true };
-  await setCaps(src, caps);
-  await setCaps(dst, caps);
+  const { src, dst } = await e.pair(config, ack ? ACK : CAPS);
   // A limit so generous that only the ack can hold the switchover back.
   await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0, 'downtime-limit': 60_000 });
   await src.qmp.execute('migrate', { uri: dst.ready.incoming });

@@ -15,6 +15,7 @@ import type { TestPki } from '../security/certs.ts';
 import type { VfioInfo } from './harness.ts';
 import { MULTIFD_RUNNING, multifdGuest, setMultifd } from './multifd-harness.ts';
 import {
+  CAPS,
   E2e,
   deviceStates,
   digest,
@@ -26,7 +27,6 @@ import {
   waitFor,
 } from './harness.ts';
 
-const CAPS = { events: true, 'return-path': true };
 const RUNNING = { nic0: 'RUNNING', gpu0: 'RUNNING' };
 
 let pki: TestPki;
@@ -251,9 +251,7 @@ test('TLS with multifd: a plain multifd channel is refused; every channel of the
 test('TLS source to a plain destination: refused, the source guest keeps running', async (t) => {
   const e = new E2e(t);
   const config = smallGuest();
-  const [dst, src] = await Promise.all([e.destination(config), e.source(config)]);
-  await setCaps(src, CAPS);
-  await setCaps(dst, CAPS);
+  const { src, dst } = await e.pair(config);
   await useClientCreds(src, 'client');
   await src.qmp.execute('migrate', { uri: dst.ready.incoming });
   await assertSourceIntact(src, /^TLS handshake failed: /);
