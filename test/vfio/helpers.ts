@@ -195,6 +195,16 @@ export function overriding(
 
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
+/** The VFIO_MIG_FLAG_* delimiters as big-endian hex, written out (golden bytes, §1.3). */
+export const FLAG_HEX = {
+  EOS: 'ffffffffef100001',
+  CONFIG: 'ffffffffef100002',
+  SETUP: 'ffffffffef100003',
+  DATA: 'ffffffffef100004',
+  INIT_DATA_SENT: 'ffffffffef100005',
+  LOAD_READY: 'ffffffffef100006',
+} as const;
+
 export interface MigrateOptions {
   /** Capabilities on both sides. */
   caps?: readonly string[];

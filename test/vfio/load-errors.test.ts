@@ -12,15 +12,20 @@ import { isStreamError } from '../../src/migration/stream/index.ts';
 import { isVfioError } from '../../src/uapi/index.ts';
 import type { VFIOMigration } from '../../src/vfio/index.ts';
 import { VFIO_PCI_CONFIG_MAX } from '../../src/vfio/index.ts';
-import { capture, load, loadCtx, mig, readerOf, saveCtx, simDevice, testVm } from './helpers.ts';
+import {
+  FLAG_HEX,
+  capture,
+  load,
+  loadCtx,
+  mig,
+  readerOf,
+  saveCtx,
+  simDevice,
+  testVm,
+} from './helpers.ts';
 import type { TestLoadContext } from './helpers.ts';
 
-const EOS = 'ffffffffef100001';
-const CONFIG = 'ffffffffef100002';
-const SETUP = 'ffffffffef100003';
-const DATA = 'ffffffffef100004';
-const INIT = 'ffffffffef100005';
-const LOAD_READY = 'ffffffffef100006';
+const { EOS, CONFIG, SETUP, DATA, INIT_DATA_SENT: INIT, LOAD_READY } = FLAG_HEX;
 
 const u64 = (n: bigint | number) => BigInt(n).toString(16).padStart(16, '0');
 const u32 = (n: number) => n.toString(16).padStart(8, '0');

@@ -14,6 +14,7 @@ import type { SaveStateEntry } from '../../src/migration/savevm/registry.ts';
 import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_STOP_COPY } from '../../src/uapi/index.ts';
 import type { TestLoadContext, TestVm } from './helpers.ts';
 import {
+  FLAG_HEX,
   capture,
   loadCtx,
   mig,
@@ -101,7 +102,7 @@ async function toEnd(src: TestVm, dst: TestVm, log?: string[]) {
   );
   for (const e of entries) {
     const end = await capture((f) => e.handlers.saveComplete!(f));
-    assert.equal(end.toString('hex'), 'ffffffffef100001', `${e.idstr}: END is a dummy EOS`);
+    assert.equal(end.toString('hex'), FLAG_HEX.EOS, `${e.idstr}: END is a dummy EOS`);
     await handlersOf(dst, e).loadState!(readerOf(end), 1);
     log?.push(`END ${e.idstr}`);
   }
@@ -202,7 +203,7 @@ test('x-migration-load-config-after-iter: the config waits for DEV_CONFIG_LOAD_R
     assert.ok(log.indexOf(`config ${id}`) > lastEnd, `${id}: config after every END`);
   }
   assert.ok(
-    log.filter((l) => l.startsWith('FULL')).every((l) => l.endsWith('ffffffffef100006')),
+    log.filter((l) => l.startsWith('FULL')).every((l) => l.endsWith(FLAG_HEX.LOAD_READY)),
     'FULL sections are DEV_CONFIG_LOAD_READY',
   );
 });
@@ -215,7 +216,7 @@ test('without config-after-iter the config loads with the data, FULL is a dummy 
   await Promise.all(run.lctx.threads.values());
   assert.equal(log.filter((l) => l.startsWith('config')).length, 3, 'configs loaded already');
   await run.full();
-  assert.ok(log.filter((l) => l.startsWith('FULL')).every((l) => l.endsWith('ffffffffef100001')));
+  assert.ok(log.filter((l) => l.startsWith('FULL')).every((l) => l.endsWith(FLAG_HEX.EOS)));
   await run.finish();
 });
 
@@ -275,7 +276,7 @@ test('x-migration-max-queued-buffers-size: queuing beyond it is refused, and the
 });
 
 test('DEV_CONFIG_LOAD_READY is refused outside multifd, when not enabled, and twice', async () => {
-  const ready = Buffer.from('ffffffffef100006', 'hex');
+  const ready = Buffer.from(FLAG_HEX.LOAD_READY, 'hex');
   const plain = await testVm({
     devices: [{ device: simDevice('nic', FLAGS, 'nic0') }],
     initial: RunState.INMIGRATE,

@@ -8,13 +8,19 @@ import { test } from 'node:test';
 import { RunState } from '../../src/guest/index.ts';
 import { MigState } from '../../src/uapi/index.ts';
 import { putDataRecord } from '../../src/vfio/index.ts';
-import { capture, hex, load, loadCtx, mig, saveCtx, simDevice, testVm } from './helpers.ts';
+import {
+  FLAG_HEX,
+  capture,
+  hex,
+  load,
+  loadCtx,
+  mig,
+  saveCtx,
+  simDevice,
+  testVm,
+} from './helpers.ts';
 
-const SETUP = 'ffffffffef100003';
-const EOS = 'ffffffffef100001';
-const DATA = 'ffffffffef100004';
-const CONFIG = 'ffffffffef100002';
-const INIT_DATA_SENT = 'ffffffffef100005';
+const { SETUP, EOS, DATA, CONFIG, INIT_DATA_SENT } = FLAG_HEX;
 
 test('START payload: DEV_SETUP_STATE then END_OF_STATE, 16 bytes, with or without PRE_COPY', async () => {
   for (const flags of [1, 3, 5, 7]) {

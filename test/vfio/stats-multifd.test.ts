@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RunState } from '../../src/guest/index.ts';
-import { capture, loadCtx, mig, migrate, saveCtx, simDevice, testVm } from './helpers.ts';
+import { FLAG_HEX, capture, loadCtx, mig, migrate, saveCtx, simDevice, testVm } from './helpers.ts';
 
 /** Sum of the DEV_DATA_STATE sizes in a VFIO payload. */
 function dataBytes(payload: Buffer): number {
@@ -65,7 +65,7 @@ test('x-migration-multifd-transfer: auto follows multifd, on fails setup without
   await m.saveCleanup();
   // With it: the END section is a dummy END_OF_STATE.
   await capture((f) => m.saveSetup(f, saveCtx(['multifd'])));
-  assert.equal((await capture((f) => m.saveComplete(f))).toString('hex'), 'ffffffffef100001');
+  assert.equal((await capture((f) => m.saveComplete(f))).toString('hex'), FLAG_HEX.EOS);
   await m.saveCleanup();
 
   const on = await testVm({
