@@ -83,8 +83,9 @@ export async function cleanupEntries(
 ): Promise<Error[]> {
   const errors: Error[] = [];
   for (const e of entries) {
+    if (e.handlers[hook] === undefined) continue;
     try {
-      await e.handlers[hook]?.();
+      await e.handlers[hook]();
     } catch (err) {
       errors.push(hookError(hook === 'saveCleanup' ? 'save_cleanup' : 'load_cleanup', e, err));
     }
