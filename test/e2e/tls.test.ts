@@ -23,6 +23,7 @@ import {
   query,
   runStatus,
   setCaps,
+  sleep,
   smallGuest,
   waitFor,
 } from './harness.ts';
@@ -105,6 +106,13 @@ async function assertDestinationUntouched(dst: VmProcess): Promise<void> {
   }
 }
 
+/** `vm` writes a line matching `pattern` on stderr within 10 s. */
+async function assertLogs(vm: VmProcess, pattern: RegExp): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!pattern.test(vm.stderr) && Date.now() < end) await sleep(20);
+  assert.match(vm.stderr, pattern);
+}
+
 function assertNoKeyMaterial(...texts: string[]): void {
   for (const key of pki.keys) {
     for (const line of keyLines(key)) {
@@ -121,10 +129,7 @@ test('TLS migration: every wrong peer is refused before any state is read, then 
   const replies: string[] = [];
   const refusal = async (pattern: RegExp) => {
     await waitFor(src, finished, 'the source noticing');
-    const end = Date.now() + 10_000;
-    while (!pattern.test(dst.stderr) && Date.now() < end)
-      await new Promise((r) => setTimeout(r, 20));
-    assert.match(dst.stderr, pattern);
+    await assertLogs(dst, pattern);
   };
   const migrate = async () => {
     await src.qmp.execute('migrate', { uri });
@@ -218,10 +223,7 @@ test('TLS with multifd: a plain multifd channel is refused; every channel of the
   ]);
   // A peer that speaks multifd without TLS is dropped before its handshake is read.
   await plainMultifdChannel(uri, 0);
-  const end = Date.now() + 10_000;
-  while (!/incoming channel .* refused: TLS handshake failed/.test(dst.stderr) && Date.now() < end)
-    await new Promise((r) => setTimeout(r, 20));
-  assert.match(dst.stderr, /incoming channel .* refused: TLS handshake failed/);
+  await assertLogs(dst, /incoming channel .* refused: TLS handshake failed/);
   assert.equal((await query(dst)).status, 'setup', 'still waiting for its source');
   assert.deepEqual(
     (await dst.qmp.execute<{ incoming: unknown[] }>('x-query-multifd')).incoming,
