@@ -62,7 +62,11 @@ export async function multifdPair(
     e.source(config),
   ]);
   await setMultifd(src, channels);
-  await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0 });
+  // These tests are about what the channels carry, not the downtime. A device whose state is
+  // all stop-copy converges only once bandwidth x downtime-limit covers it; on a loaded machine
+  // the bandwidth measured after RAM converged (SYNC packets, little else) can stay below what
+  // 300 ms needs for tens of MiB, and the migration would iterate until the test's timeout.
+  await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 0, 'downtime-limit': 5000 });
   return { src, dst, uri };
 }
 
