@@ -9,41 +9,25 @@
  * `send-switchover-start` off, as QEMU itself does for machine types up to 9.2.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { RunState } from '../../src/guest/index.ts';
-import type { MigrationOptionsInit } from '../../src/migration/index.ts';
 import {
   GUEST_RAM,
-  PATTERN_LOADS,
-  destinationArgs,
-  findQemu,
-  patternFile,
   patternFiles,
+  patternRam,
+  qemu72Migration,
+  qemuGuestRam,
+  qemuOrSkip,
+  setReturnPath,
   sourceArgs,
   startQemu,
+  startQemuDestination,
   waitMigration,
 } from '../helpers/qemu.ts';
 import { createVmHalf, listenLoopback } from './vm-half.ts';
 
-const qemu = findQemu();
-const skip = qemu === null ? 'qemu-system-x86_64 not found: QEMU interop tests skipped' : false;
-
-const QEMU72: MigrationOptionsInit = {
-  properties: { 'send-switchover-start': false },
-  capabilities: [{ capability: 'return-path', state: true }],
-};
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  assert.ok(addr !== null && typeof addr === 'object');
-  return addr.port;
-}
+const { qemu, skip } = qemuOrSkip('QEMU interop tests');
+const QEMU72 = qemu72Migration();
 
 test(
   'our source migrates into a QEMU 7.2 destination: its memory equals ours',
@@ -51,10 +35,9 @@ test(
   async (t) => {
     const src = await createVmHalf({ role: 'source', ramMiB: GUEST_RAM >> 20, options: QEMU72 });
     t.after(() => src.destroy());
-    const port = await freePort();
-    const q = await startQemu(qemu!, () => destinationArgs(`tcp:127.0.0.1:${port}`), { t });
+    const { q, uri } = await startQemuDestination(qemu!, t);
 
-    src.migration.outgoing.migrate(`tcp:127.0.0.1:${port}`);
+    src.migration.outgoing.migrate(uri);
     assert.equal(
       await src.migration.outgoing.whenFinished(),
       'completed',
@@ -66,10 +49,8 @@ test(
     const status = await q.qmp.execute<{ status: string }>('query-status');
     assert.equal(status.status, 'running');
 
-    const dump = join(q.dir, 'ram.bin');
-    await q.qmp.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: dump });
     const ours = Buffer.from(src.memory.block('ram')!.read(0, GUEST_RAM));
-    assert.ok(readFileSync(dump).equals(ours), 'QEMU guest RAM equals ours');
+    assert.ok((await qemuGuestRam(q)).equals(ours), 'QEMU guest RAM equals ours');
     assert.doesNotMatch(q.log, /error|vmdescription/i);
     assert.equal(src.runControl.runState, RunState.POSTMIGRATE);
   },
@@ -88,9 +69,7 @@ test(
     t.after(() => dst.destroy());
     const uri = await listenLoopback(dst);
     const q = await startQemu(qemu!, sourceArgs, { t, files: patternFiles() });
-    await q.qmp.execute('migrate-set-capabilities', {
-      capabilities: [{ capability: 'return-path', state: true }],
-    });
+    await setReturnPath(q.qmp);
     await q.qmp.execute('migrate', { uri });
 
     assert.equal(
@@ -103,10 +82,8 @@ test(
     // The source was started with -S: its globalstate "prelaunch" is what we take.
     assert.equal(dst.runControl.runState, RunState.PRELAUNCH);
 
-    const expected = Buffer.alloc(GUEST_RAM);
-    PATTERN_LOADS.forEach((l, i) => patternFile(i).copy(expected, l.addr));
     const ours = Buffer.from(dst.memory.block('ram')!.read(0, GUEST_RAM));
-    assert.ok(ours.equals(expected), 'our RAM equals what QEMU loaded');
+    assert.ok(ours.equals(patternRam()), 'our RAM equals what QEMU loaded');
     assert.deepEqual(dst.migration.incoming.warnings, []);
   },
 );

@@ -10,19 +10,20 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import type { MigrationOptionsInit } from '../../src/migration/index.ts';
 import { Vm, parseVmConfig } from '../../src/vm/index.ts';
 import {
   GUEST_RAM,
-  PATTERN_LOADS,
   destinationArgs,
-  findQemu,
-  patternFile,
   patternFiles,
+  patternRam,
+  qemu72Migration,
+  qemuGuestRam,
+  qemuListen,
+  qemuOrSkip,
+  setReturnPath,
   sourceArgs,
   startQemu,
   waitMigration,
@@ -31,23 +32,13 @@ import { x509DistinguishedName } from '../../src/security/index.ts';
 import { makeLeaf, makeTestPki } from './certs.ts';
 import type { TestPki } from './certs.ts';
 
-const qemu = findQemu();
-const skip = qemu === null ? 'qemu-system-x86_64 not found: QEMU TLS interop tests skipped' : false;
+const { qemu, skip } = qemuOrSkip('QEMU TLS interop tests');
 
 let pki: TestPki;
 before(() => {
   pki = makeTestPki();
 });
 after(() => pki.remove());
-
-/** QEMU 7.2 predates SWITCHOVER_START (see test/migration/qemu-interop.test.ts). */
-function options(parameters: Record<string, string>): MigrationOptionsInit {
-  return {
-    properties: { 'send-switchover-start': false },
-    capabilities: [{ capability: 'return-path', state: true }],
-    parameters,
-  };
-}
 
 function ourVm(objects: unknown[], incoming?: string, parameters: Record<string, string> = {}) {
   const config = parseVmConfig({
@@ -57,21 +48,11 @@ function ourVm(objects: unknown[], incoming?: string, parameters: Record<string,
     objects,
     ...(incoming !== undefined && { populate: false }),
   });
-  return Vm.create(config, { incoming, migration: options(parameters) });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  assert.ok(addr !== null && typeof addr === 'object');
-  return addr.port;
+  return Vm.create(config, { incoming, migration: qemu72Migration(parameters) });
 }
 
 /** A QEMU destination with server credentials and authz-simple `identity`, listening. */
 async function qemuDestination(t: TestContext, identity: string) {
-  const port = await freePort();
   const q = await startQemu(qemu!, () => destinationArgs('defer'), { t });
   await q.qmp.execute('object-add', {
     'qom-type': 'tls-creds-x509',
@@ -81,12 +62,9 @@ async function qemuDestination(t: TestContext, identity: string) {
     'verify-peer': true,
   });
   await q.qmp.execute('object-add', { 'qom-type': 'authz-simple', id: 'auth0', identity });
-  await q.qmp.execute('migrate-set-capabilities', {
-    capabilities: [{ capability: 'return-path', state: true }],
-  });
+  await setReturnPath(q.qmp);
   await q.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0', 'tls-authz': 'auth0' });
-  await q.qmp.execute('migrate-incoming', { uri: `tcp:127.0.0.1:${port}` });
-  return { q, uri: `tcp:127.0.0.1:${port}` };
+  return { q, uri: await qemuListen(q.qmp) };
 }
 
 const clientCreds = {
@@ -108,10 +86,8 @@ test(
     const status = await src.migration.outgoing.whenFinished();
     assert.equal(status, 'completed', `${src.migration.outgoing.error?.message}\n${q.log}`);
     assert.equal((await waitMigration(q.qmp)).status, 'completed', q.log);
-    const dump = join(q.dir, 'ram.bin');
-    await q.qmp.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: dump });
     const ours = Buffer.from(src.memory.block('ram')!.read(0, GUEST_RAM));
-    assert.ok(readFileSync(dump).equals(ours), 'QEMU guest RAM equals ours');
+    assert.ok((await qemuGuestRam(q)).equals(ours), 'QEMU guest RAM equals ours');
   },
 );
 
@@ -183,17 +159,13 @@ test(
       ],
       { t, files: patternFiles() },
     );
-    await q.qmp.execute('migrate-set-capabilities', {
-      capabilities: [{ capability: 'return-path', state: true }],
-    });
+    await setReturnPath(q.qmp);
     await q.qmp.execute('migrate-set-parameters', { 'tls-creds': 'tls0' });
     await q.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${bound.port}` });
     const status = await dst.migration.incoming.whenFinished();
     assert.equal(status, 'completed', `${dst.migration.incoming.error?.message}\n${q.log}`);
     assert.equal((await waitMigration(q.qmp)).status, 'completed', q.log);
-    const expected = Buffer.alloc(GUEST_RAM);
-    PATTERN_LOADS.forEach((l, i) => patternFile(i).copy(expected, l.addr));
     const ours = Buffer.from(dst.memory.block('ram')!.read(0, GUEST_RAM));
-    assert.ok(ours.equals(expected), 'our RAM equals what QEMU loaded');
+    assert.ok(ours.equals(patternRam()), 'our RAM equals what QEMU loaded');
   },
 );

@@ -4,9 +4,6 @@
  * destination loads a stream written by our encoder.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import {
@@ -39,24 +36,20 @@ import {
   GUEST_RAM,
   PAGE,
   PATTERN_LOADS,
-  destinationArgs,
-  findQemu,
   patternFile,
   patternFiles,
+  patternRam,
+  qemuGuestRam,
+  qemuOrSkip,
+  setReturnPath,
   sourceArgs,
   startQemu,
+  startQemuDestination,
   waitMigration,
 } from '../../helpers/qemu.ts';
 import { decodeQemuStream } from './qemu-stream.ts';
 
-const qemu = findQemu();
-const skip = qemu === null ? 'qemu-system-x86_64 not found: live QEMU tests skipped' : false;
-
-function expectedRam(): Buffer {
-  const ram = Buffer.alloc(GUEST_RAM);
-  PATTERN_LOADS.forEach((l, i) => patternFile(i).copy(ram, l.addr));
-  return ram;
-}
+const { qemu, skip } = qemuOrSkip('live QEMU tests');
 
 async function sourceToUs(t: TestContext, shutError: boolean): Promise<void> {
   const listener = await listen('tcp:127.0.0.1:0');
@@ -64,9 +57,7 @@ async function sourceToUs(t: TestContext, shutError: boolean): Promise<void> {
   const port = listener.uri.transport === 'tcp' ? listener.uri.port : 0;
   assert.ok(port > 0);
   const q = await startQemu(qemu!, sourceArgs, { t, files: patternFiles() });
-  await q.qmp.execute('migrate-set-capabilities', {
-    capabilities: [{ capability: 'return-path', state: true }],
-  });
+  await setReturnPath(q.qmp);
   await q.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
   const conn = await listener.accept(AbortSignal.timeout(10_000));
   t.after(() => conn.destroy());
@@ -92,7 +83,7 @@ async function sourceToUs(t: TestContext, shutError: boolean): Promise<void> {
       ['FULL', 'globalstate'],
     ],
   );
-  assert.ok(d.ram.equals(expectedRam()), 'pages received equal the loaded pattern');
+  assert.ok(d.ram.equals(patternRam()), 'pages received equal the loaded pattern');
   putRpShut(rp, shutError);
   await rp.flush();
   const info = await waitMigration(q.qmp);
@@ -104,14 +95,6 @@ test('a QEMU 7.2 source migrates into our decoder; SHUT 0 completes it', { skip 
 );
 
 test('SHUT 1 on our return path fails the QEMU 7.2 source', { skip }, (t) => sourceToUs(t, true));
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return typeof addr === 'object' && addr !== null ? addr.port : 0;
-}
 
 /** What we send: the pattern pages, one explicit zero page, and globalstate "prelaunch". */
 function writeStream(w: QEMUFileWriter): void {
@@ -172,9 +155,8 @@ function writeStream(w: QEMUFileWriter): void {
 }
 
 test('a QEMU 7.2 destination loads a stream written by our encoder', { skip }, async (t) => {
-  const port = await freePort();
-  const q = await startQemu(qemu!, () => destinationArgs(`tcp:127.0.0.1:${port}`), { t });
-  const conn = await connect(`tcp:127.0.0.1:${port}`);
+  const { q, uri } = await startQemuDestination(qemu!, t);
+  const conn = await connect(uri);
   t.after(() => conn.destroy());
   const w = conn.openWriter();
   writeStream(w);
@@ -183,8 +165,6 @@ test('a QEMU 7.2 destination loads a stream written by our encoder', { skip }, a
   assert.equal(info.status, 'completed', q.log);
   const status = await q.qmp.execute<{ status: string }>('query-status');
   assert.equal(status.status, 'prelaunch');
-  const dump = join(q.dir, 'ram.bin');
-  await q.qmp.execute('pmemsave', { val: 0, size: GUEST_RAM, filename: dump });
-  assert.ok(readFileSync(dump).equals(expectedRam()), 'guest RAM equals what we sent');
+  assert.ok((await qemuGuestRam(q)).equals(patternRam()), 'guest RAM equals what we sent');
   assert.doesNotMatch(q.log, /vmdescription/);
 });
